@@ -1,0 +1,107 @@
+"""Command line: serve (default) and simulate. Errors end in one line and a non-zero exit, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.core.errors import AppError
+
+DEFAULT_PROJECTS_DIR = os.environ.get("ALABEL_PROJECTS_DIR", str(Path.home() / "alabel-projects"))
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Active-learning image labeling in your browser. Subcommand: simulate (see --help there).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also create a public share link (use with --auth)")
+    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    p.add_argument("--projects-dir", default=DEFAULT_PROJECTS_DIR, help="where projects live (default %(default)s)")
+    p.add_argument("--demo", action="store_true", help="open a ready demo project on scikit-learn's digits (offline)")
+    return p
+
+
+def _simulate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m app simulate",
+        description="Run the labeling loop with an oracle on labeled images to compare query strategies.",
+    )
+    p.add_argument("--data", required=True, help="class-folder directory (root/<class>/<image>) or CSV of path,label")
+    p.add_argument("--test", help="separate labeled test set (default: a stratified held-out split of --data)")
+    p.add_argument("--strategies", default="random,margin", help="comma-separated strategy names")
+    p.add_argument("--initial", type=int, default=20, help="labels to start with (random, shared by strategies)")
+    p.add_argument("--batch", type=int, default=20, help="labels added per round")
+    p.add_argument("--budget", type=int, default=200, help="total labels")
+    p.add_argument("--seeds", type=int, default=3, help="repetitions with different seeds")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm architecture (default: bundled)")
+    p.add_argument("--weights", help="local weights file for --backbone (.safetensors, .pth, .pt, .bin)")
+    p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's own)")
+    p.add_argument("--work-dir", help="keep the imported images and embeddings here to reuse them next time")
+    p.add_argument("--out", help="write results JSON here (and a PNG plot beside it)")
+    return p
+
+
+def _simulate(argv: Sequence[str]) -> int:
+    from app.engine.simulate import SimulationConfig, format_table, simulate
+
+    args = _simulate_parser().parse_args(argv)
+    cfg = SimulationConfig(
+        data=args.data,
+        test=args.test,
+        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+        initial=args.initial,
+        batch=args.batch,
+        budget=args.budget,
+        seeds=args.seeds,
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        work_dir=args.work_dir,
+        out=args.out,
+    )
+    results = simulate(cfg)
+    print(format_table(results))
+    if args.out:
+        print(f"Wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+    return 0
+
+
+def _serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise AppError("--auth takes USER:PASS, for example --auth ann:secret.")
+        auth = (user, password)
+    from app.ui.server import serve
+
+    serve(projects_dir=args.projects_dir, host=args.host, port=args.port, share=args.share, auth=auth, demo=args.demo)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv and argv[0] == "simulate":
+            return _simulate(argv[1:])
+        if argv and argv[0] == "serve":
+            argv = argv[1:]
+        return _serve(argv)
+    except AppError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,89 @@
+"""Typed project settings, shared by the command line, the engine, the UI and `configs/*.yaml`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODES = ("fast", "finetune")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """Everything that decides how a project learns.
+
+    Attributes:
+        backbone: timm architecture name of the feature extractor.
+        backbone_source: where its weights come from: "bundled", "hub", "file" or "random".
+        weights: path of a local weights file when `backbone_source` is "file".
+        image_size: square input size in pixels; None uses the backbone's own (224 for most).
+        strategy: query strategy name (see `app.core.strategies.STRATEGIES`).
+        batch_size: images shown per round.
+        val_fraction: share of labeled images held out to measure accuracy.
+        min_val: fewest held-out images before accuracy is reported.
+        mode: "fast" trains a head on cached embeddings; "finetune" trains the whole backbone.
+        head_hidden: hidden units of the head; 0 means a linear head (exportable to plain timm).
+        max_epochs: training epochs per round for the head.
+        seed: random seed for splits, training and selection.
+    """
+
+    backbone: str = "tf_efficientnet_lite0"
+    backbone_source: str = "bundled"
+    weights: str | None = None
+    image_size: int | None = None
+    strategy: str = "margin_diverse"
+    batch_size: int = 10
+    val_fraction: float = 0.2
+    min_val: int = 10
+    mode: str = "fast"
+    head_hidden: int = 0
+    max_epochs: int = 100
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("The batch size must be at least 1.")
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise ValueError("The validation fraction must be between 0 and 0.9.")
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown training mode '{self.mode}'; choose one of {', '.join(MODES)}.")
+        if self.image_size is not None and self.image_size < 16:
+            raise ValueError("The image size must be at least 16 pixels.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, ready for JSON or YAML."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ProjectSettings:
+        """Build settings from a mapping, refusing unknown keys with a clear message."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown setting(s): {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ProjectSettings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_settings(path: str | Path) -> ProjectSettings:
+    """Read settings from a YAML file (see `configs/default.yaml`)."""
+    with open(path, encoding="utf-8") as fh:
+        values = yaml.safe_load(fh) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of setting names to values.")
+    return ProjectSettings.from_dict(values)
+
+
+def default_settings() -> ProjectSettings:
+    """The defaults from `configs/default.yaml` (or the dataclass defaults when the file is absent)."""
+    path = CONFIG_DIR / "default.yaml"
+    return load_settings(path) if path.exists() else ProjectSettings()

@@ -1,0 +1,407 @@
+"""ActiveLearningSession: the verbs a user has, over one project folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core.errors import AppError, EmptyPoolError, StoreError
+from app.core.ingest import IngestReport, ingest
+from app.core.metrics import classification_metrics
+from app.core.settings import ProjectSettings
+from app.core.splits import validation_mask
+from app.core.store import Annotation, BatchItem, ProjectStore
+from app.core.strategies import select_batch
+from app.engine.jobs import JobRunner, JobStatus
+from app.engine.loop import train_score_select
+from app.engine.model_state import ModelState
+
+ProgressFn = Callable[[float, str], None]
+NOT_ENOUGH_LABELS = "Not enough labels to validate yet."
+_NAME_RE = re.compile(r"^[\w][\w .-]{0,63}$")
+ROUND_JOB = "round"
+
+
+def _noop(_fraction: float, _message: str) -> None:
+    return None
+
+
+def _scaled(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
+    return lambda f, m: progress(lo + (hi - lo) * f, m)
+
+
+def check_project_name(name: str) -> str:
+    """A project name is a folder name: letters, digits, spaces, '.', '-' and '_' (at most 64)."""
+    name = (name or "").strip()
+    if not _NAME_RE.match(name) or name in {".", ".."}:
+        raise StoreError("Give the project a name of letters, digits, spaces, '-', '_' or '.' (at most 64 characters).")
+    return name
+
+
+class ActiveLearningSession:
+    """One project: its store, its cached embeddings, its current model and its background jobs.
+
+    Thread-safe: the UI calls it from several request threads while a round trains in the background.
+    """
+
+    def __init__(self, store: ProjectStore, settings: ProjectSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.jobs = JobRunner()
+        self.model = ModelState(store.root, settings)
+        self._round_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- projects
+    @classmethod
+    def create(
+        cls, projects_dir: str | Path, name: str, labels: Sequence[str], settings: ProjectSettings | None = None
+    ) -> ActiveLearningSession:
+        """Make a new project folder with its labels and settings."""
+        name = check_project_name(name)
+        labels = [str(x).strip() for x in labels if str(x).strip()]
+        if len(labels) < 2:
+            raise StoreError("A project needs at least two labels; type one per line or separate them with commas.")
+        if len(set(labels)) != len(labels):
+            raise StoreError("Each label must be different; remove the repeated ones.")
+        root = Path(projects_dir) / name
+        if (root / ProjectStore.DB_NAME).exists():
+            raise StoreError(f"A project named '{name}' already exists; open it instead or choose another name.")
+        settings = settings or ProjectSettings()
+        store = ProjectStore(root)
+        store.update_settings(name=name, settings=settings.to_dict(), created=time.time())
+        store.ensure_labels(labels)
+        return cls(store, settings)
+
+    @classmethod
+    def open(cls, projects_dir: str | Path, name: str) -> ActiveLearningSession:
+        """Open an existing project and resume where it stopped (batch, model, labels)."""
+        root = Path(projects_dir) / check_project_name(name)
+        if not (root / ProjectStore.DB_NAME).exists():
+            raise StoreError(f"There is no project named '{name}' in {projects_dir}.")
+        store = ProjectStore(root, create=False)
+        settings = ProjectSettings.from_dict(store.get_setting("settings", {}))
+        session = cls(store, settings)
+        session.model.restore_latest(store)
+        return session
+
+    @staticmethod
+    def list_projects(projects_dir: str | Path) -> list[str]:
+        """Names of the projects in `projects_dir`, sorted."""
+        base = Path(projects_dir)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / ProjectStore.DB_NAME).exists())
+
+    @property
+    def name(self) -> str:
+        return str(self.store.get_setting("name", self.store.root.name))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.store.labels()
+
+    def close(self) -> None:
+        """Stop background work and release the database."""
+        self.jobs.cancel(ROUND_JOB)
+        self.jobs.wait(ROUND_JOB, timeout=30)
+        self.store.close()
+
+    # --------------------------------------------------------------------- data
+    def add_data(
+        self,
+        sources: Sequence[str | Path],
+        *,
+        labels_from_folders: bool = False,
+        allowed_roots: Sequence[str | Path] = (),
+        progress: Callable[[int, int | None, str], None] | None = None,
+    ) -> IngestReport:
+        """Import images (folders, files, zips, CSVs); see `app.core.ingest.ingest`."""
+        return ingest(
+            self.store,
+            sources,
+            labels_from_folders=labels_from_folders,
+            allowed_roots=allowed_roots,
+            progress=progress,
+        )
+
+    def add_label(self, name: str) -> None:
+        """Add one label at the end of the label set."""
+        self.store.add_label(name)
+
+    # ------------------------------------------------------------------ batches
+    def batch(self) -> list[BatchItem]:
+        """The current batch, in order."""
+        return self.store.batch()
+
+    def next_item(self, client_id: str) -> BatchItem | None:
+        """Claim the next image for `client_id` (each client gets different images of the batch).
+
+        When the batch is used up and the model is still training, the batch grows with images picked by the
+        previous model, so labeling never waits for training. Returns None when no unlabeled image is left.
+        """
+        item = self.store.claim_next(client_id)
+        if item is not None:
+            return item
+        with self._batch_lock:
+            item = self.store.claim_next(client_id)
+            if item is None and self._extend_batch():
+                item = self.store.claim_next(client_id)
+        return item
+
+    def _pool_ids(self) -> list[int]:
+        labeled = self.store.current_labels()
+        in_batch = {b.image_id for b in self.store.batch()}
+        return [i for i in self.store.image_ids() if i not in labeled and i not in in_batch]
+
+    def _extend_batch(self) -> bool:
+        """Append up to one batch of pool images picked by the current model (or at random without one)."""
+        pool = self._pool_ids()
+        if not pool:
+            return False
+        k = min(self.settings.batch_size, len(pool))
+        probs = self.model.probs_for(pool)
+        if probs is None:
+            rng = np.random.default_rng(self.settings.seed + self.store.current_round() + len(pool))
+            picks = rng.choice(len(pool), size=k, replace=False)
+            items = [(pool[int(i)], "random", None) for i in picks]
+        else:
+            sel = select_batch(
+                self.settings.strategy, k, probs=probs, pool_emb=None, labeled_emb=None, seed=self.settings.seed
+            )
+            items = [(pool[int(i)], sel.strategy, float(s)) for i, s in zip(sel.indices, sel.scores, strict=True)]
+        self.store.extend_batch(items)
+        return True
+
+    def ensure_batch(self, progress: ProgressFn = _noop) -> list[BatchItem]:
+        """Make sure there is a batch to label: the cold-start pick when nothing is labeled yet."""
+        with self._batch_lock:
+            current = self.store.batch()
+            if any(b.status == "pending" for b in current):
+                return current
+        self.run_round(progress=progress, record=False)
+        return self.store.batch()
+
+    # --------------------------------------------------------------- annotation
+    def label(self, image_id: int, label: str, *, annotator: str = "user", seconds: float | None = None) -> int:
+        """Record a label (or a new label for an already labeled image); may start a round in the background."""
+        item = next((b for b in self.store.batch() if b.image_id == image_id), None)
+        ann_id = self.store.add_annotation(
+            image_id,
+            label,
+            annotator=annotator,
+            round=self.store.current_round(),
+            strategy=item.strategy if item else None,
+            score=item.score if item else None,
+            seconds=seconds,
+        )
+        self.maybe_start_round()
+        return ann_id
+
+    def skip(self, image_id: int) -> None:
+        """Leave an image unlabeled; it is not offered again in this batch."""
+        self.store.set_batch_status(image_id, "skipped")
+        self.maybe_start_round()
+
+    def undo(self, annotator: str | None = None) -> Annotation | None:
+        """Take back the newest label (of `annotator`); the image goes back into the batch."""
+        return self.store.undo_last(annotator)
+
+    def predictions(self, image_id: int) -> dict[str, float] | None:
+        """The current model's probability per label for one image, or None before the first model."""
+        probs = self.model.probs_for([image_id])
+        if probs is None:
+            return None
+        return {name: float(p) for name, p in zip(self.model.label_names, probs[0], strict=True)}
+
+    def progress(self) -> dict[str, Any]:
+        """Counts for the progress line: labeled, total, round, batch position."""
+        batch = self.store.batch()
+        done = sum(1 for b in batch if b.status != "pending")
+        return {
+            "labeled": len(self.store.current_labels()),
+            "total": self.store.count_images(),
+            "round": self.store.current_round(),
+            "batch_done": done,
+            "batch_size": len(batch),
+        }
+
+    # ------------------------------------------------------------------- rounds
+    def maybe_start_round(self) -> JobStatus | None:
+        """Start a round in the background when every image of the batch is labeled or skipped."""
+        batch = self.store.batch()
+        if not batch or any(b.status == "pending" for b in batch):
+            return None
+        if not any(b.status == "labeled" for b in batch):
+            return None
+        return self.start_round()
+
+    def start_round(self) -> JobStatus:
+        """Train, evaluate, score and select in a background job (one at a time)."""
+        return self.jobs.start(ROUND_JOB, lambda progress, stop: self.run_round(progress=progress, stop_event=stop))
+
+    def round_status(self) -> JobStatus | None:
+        return self.jobs.status(ROUND_JOB)
+
+    def ensure_embeddings(self, progress: ProgressFn = _noop) -> np.ndarray:
+        """Embed every image not cached yet; returns the embeddings of all images in id order."""
+        ids = self.store.image_ids()
+        cache = self.model.cache
+        missing = cache.missing(ids)
+        if missing:
+            backbone = self.model.backbone()
+            done = [0]
+
+            def compute(part: list[int]) -> np.ndarray:
+                from lit_models.embed import embed_paths
+
+                def report(fraction: float, _message: str) -> None:
+                    progress((done[0] + fraction * len(part)) / len(missing), "Computing embeddings")
+
+                vecs = embed_paths(backbone, [self.store.image_path(i) for i in part], progress=report)
+                done[0] += len(part)
+                return vecs
+
+            cache.ensure(missing, compute)
+        return cache.get(ids)
+
+    def run_round(
+        self, *, progress: ProgressFn = _noop, stop_event: threading.Event | None = None, record: bool = True
+    ) -> dict[str, Any]:
+        """Run one round now (blocking): embeddings, train, evaluate, score the pool, select the next batch.
+
+        Args:
+            record: False for the cold-start pick (no training round is recorded without labels).
+
+        Returns:
+            The round's metrics.
+        """
+        with self._round_lock:
+            started = time.perf_counter()
+            ids = self.store.image_ids()
+            if not ids:
+                raise EmptyPoolError("The project has no images yet; add a folder, files, a zip or a CSV first.")
+            x_all = self.ensure_embeddings(_scaled(progress, 0.0, 0.5))
+            names = self.store.labels()
+            index = {n: i for i, n in enumerate(names)}
+            current = self.store.current_labels()
+            row_of = {image_id: row for row, image_id in enumerate(ids)}
+            lab_ids = [i for i in ids if current.get(i) in index]
+            y = np.array([index[current[i]] for i in lab_ids], dtype=np.int64)
+            val = validation_mask(lab_ids, y, self.settings.val_fraction, self.settings.seed)
+            if len(lab_ids) == 0 or val.sum() < self.settings.min_val:
+                val[:] = False
+            skipped = {b.image_id for b in self.store.batch() if b.status == "skipped"}
+            pool_ids = [i for i in ids if i not in current and i not in skipped] or [i for i in ids if i not in current]
+            if not pool_ids:
+                raise EmptyPoolError("Every image is labeled. Export your labels and model, or add more images.")
+            lab_rows = np.array([row_of[i] for i in lab_ids], dtype=np.int64)
+            pool_rows = np.array([row_of[i] for i in pool_ids], dtype=np.int64)
+            k = min(self.settings.batch_size, len(pool_ids))
+            step = train_score_select(
+                x_all[lab_rows[~val]],
+                y[~val],
+                x_all,
+                pool_rows,
+                lab_rows,
+                num_classes=len(names),
+                strategy=self.settings.strategy,
+                k=min(len(pool_ids), 2 * k),
+                hidden=self.settings.head_hidden,
+                max_epochs=self.settings.max_epochs,
+                seed=self.settings.seed + self.store.current_round(),
+                progress=_scaled(progress, 0.5, 0.95),
+                stop_event=stop_event,
+            )
+            if stop_event is not None and stop_event.is_set():
+                return {"cancelled": True}
+            metrics: dict[str, Any] = {"labeled": len(lab_ids), "train": int((~val).sum()), "val": int(val.sum())}
+            if step.probs is not None and val.any():
+                pred = step.probs[lab_rows[val]].argmax(axis=1)
+                metrics.update(classification_metrics(y[val].tolist(), pred.tolist(), names))
+            else:
+                metrics["note"] = NOT_ENOUGH_LABELS
+            now_labeled = self.store.current_labels()
+            picks = [
+                (pool_ids[int(i)], step.selection.strategy, float(s))
+                for i, s in zip(step.selection.indices, step.selection.scores, strict=True)
+                if pool_ids[int(i)] not in now_labeled
+            ][:k]
+            seconds = time.perf_counter() - started
+            metrics["seconds"] = seconds
+            if record and step.head is not None:
+                number = self.store.add_round(
+                    labeled=len(lab_ids), strategy=self.settings.strategy, seconds=seconds, metrics=metrics
+                )
+                ckpt = self.model.save_round(number, step.head, names)
+                self.store.set_round_checkpoint(number, ckpt)
+            if step.head is not None:
+                self.model.set_current(step.head, names, ids, step.probs)
+            self.store.set_batch(picks)
+            progress(1.0, "Next batch ready")
+            return metrics
+
+    # -------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, name: str | None = None) -> str:
+        """Save the current model under a name; returns the name."""
+        name = check_project_name(name or f"round-{self.store.current_round():03d}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return self.model.save_named(name, self.store.current_round(), len(self.store.current_labels()))
+
+    def list_checkpoints(self) -> list[dict[str, Any]]:
+        """Saved checkpoints, newest first: name, round, labeled, created."""
+        return self.model.list_named()
+
+    def load_checkpoint(self, name: str) -> dict[str, Any]:
+        """Make a saved checkpoint the current model (labels always come from the store)."""
+        info = self.model.load_named(name, self.store.labels())
+        self.ensure_embeddings()
+        self.model.refresh_probs(self.store.image_ids())
+        return info
+
+    # ------------------------------------------------------------------ exports
+    def export(self, kind: str) -> Path:
+        """Write one export (labels_csv, class_zip, provenance_json, ckpt, safetensors, onnx); returns its path."""
+        from app.engine import exports
+
+        out = self.store.root / "exports"
+        out.mkdir(exist_ok=True)
+        if kind == "labels_csv":
+            return exports.labels_csv(self.store, out / "labels.csv")
+        if kind == "class_zip":
+            return exports.class_zip(self.store, out / "images_by_class.zip")
+        if kind == "provenance_json":
+            return exports.provenance_json(self.store, out / "provenance.json")
+        if kind in {"ckpt", "safetensors", "onnx"}:
+            if not self.model.has_model():
+                raise AppError("There is no trained model yet: label a batch so the first round can train one.")
+            return exports.model_export(self.model, kind, out)
+        raise AppError(f"Unknown export '{kind}'.")
+
+    def delete_project(self) -> None:
+        """Remove the project folder (used by tests and the UI's delete action)."""
+        root = self.store.root
+        self.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def summarise_metrics(metrics: dict[str, Any]) -> str:
+    """A one-line account of a round for status lines and logs."""
+    if "accuracy" not in metrics:
+        return f"{metrics.get('labeled', 0)} labeled. {metrics.get('note', '')}".strip()
+    return (
+        f"{metrics['labeled']} labeled, accuracy {metrics['accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.2f} "
+        f"on {metrics['val']} held-out images."
+    )
+
+
+def dumps(obj: Any) -> str:
+    """JSON for metrics and reports."""
+    return json.dumps(obj, indent=2, default=float)

@@ -1,0 +1,220 @@
+"""Simulated labeling with an oracle: compare query strategies on already-labeled images."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core.errors import AppError
+from app.core.settings import ProjectSettings
+from app.core.splits import stratified_holdout
+from app.core.store import ProjectStore
+from app.core.strategies import STRATEGIES
+from app.engine.loop import train_score_select
+from app.engine.session import ActiveLearningSession
+
+
+@dataclass
+class SimulationConfig:
+    """Arguments of `python -m app simulate` (see the README)."""
+
+    data: str
+    strategies: list[str]
+    test: str | None = None
+    initial: int = 20
+    batch: int = 20
+    budget: int = 200
+    seeds: int = 3
+    backbone: str = "tf_efficientnet_lite0"
+    weights: str | None = None
+    image_size: int | None = None
+    test_fraction: float = 0.3
+    work_dir: str | None = None
+    out: str | None = None
+    max_epochs: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise AppError(f"Unknown strategy '{unknown[0]}'. Choose from: {', '.join(STRATEGIES)}.")
+        if not self.strategies:
+            raise AppError("Name at least one strategy, e.g. --strategies random,margin.")
+        if self.initial < 1 or self.batch < 1 or self.seeds < 1:
+            raise AppError("--initial, --batch and --seeds must be at least 1.")
+        if self.budget < self.initial:
+            raise AppError("--budget must be at least --initial.")
+        for path in (self.data, self.test):
+            if path is not None and not Path(path).exists():
+                raise AppError(f"'{path}' does not exist; give a class-folder directory or a CSV of path,label.")
+
+
+def _settings(cfg: SimulationConfig) -> ProjectSettings:
+    source = "file" if cfg.weights else ("bundled" if cfg.backbone == "tf_efficientnet_lite0" else "hub")
+    return ProjectSettings(
+        backbone=cfg.backbone, backbone_source=source, weights=cfg.weights, image_size=cfg.image_size
+    )
+
+
+def _load_split(
+    work: Path, name: str, path: str, settings: ProjectSettings, log: Callable[[str], None]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Import a labeled dataset into a scratch project and return (embeddings, label names per row, label set)."""
+    root = work / name
+    if (root / ProjectStore.DB_NAME).exists():
+        session = ActiveLearningSession.open(work, name)
+    else:
+        session = ActiveLearningSession(ProjectStore(root), settings)
+        session.store.update_settings(name=name, settings=settings.to_dict())
+    src = Path(path)
+    report = session.add_data([src], labels_from_folders=src.is_dir())
+    log(f"{path}: {report.summary()}")
+    for rej in report.rejected[:5]:
+        log(f"  skipped {rej.source}: {rej.reason}")
+    labels = session.store.current_labels()
+    ids = [i for i in session.store.image_ids() if i in labels]
+    if not ids:
+        raise AppError(f"No labeled images found in '{path}'; use class folders (root/<class>/<image>) or a CSV.")
+    x_all = session.ensure_embeddings(lambda f, m: None)
+    row = {image_id: r for r, image_id in enumerate(session.store.image_ids())}
+    x = x_all[[row[i] for i in ids]]
+    names = [labels[i] for i in ids]
+    label_set = session.store.labels()
+    session.store.close()
+    return x, np.array(names, dtype=object), label_set
+
+
+def run_curve(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    num_classes: int,
+    strategy: str,
+    initial_rows: np.ndarray,
+    batch: int,
+    budget: int,
+    seed: int,
+    max_epochs: int = 100,
+) -> tuple[list[int], list[float], list[float]]:
+    """One simulated labeling run. Returns (labels counts, test accuracies, seconds per train+score+select)."""
+    from lit_models.train import predict_proba
+
+    labeled = list(initial_rows)
+    counts, accs, seconds = [], [], []
+    while True:
+        lab = np.array(labeled, dtype=np.int64)
+        is_lab = np.zeros(len(x), dtype=bool)
+        is_lab[lab] = True
+        pool = np.flatnonzero(~is_lab)
+        k = min(batch, budget - len(labeled), len(pool))
+        step = train_score_select(
+            x[lab], y[lab], x, pool, lab, num_classes=num_classes, strategy=strategy, k=max(k, 1),
+            max_epochs=max_epochs, seed=seed,
+        )  # fmt: skip
+        acc = float((predict_proba(step.head, x_test).argmax(axis=1) == y_test).mean())
+        counts.append(len(labeled))
+        accs.append(acc)
+        if k <= 0:
+            break
+        seconds.append(step.seconds)
+        labeled.extend(int(pool[i]) for i in step.selection.indices[:k])
+    return counts, accs, seconds
+
+
+def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every strategy for every seed on shared embeddings; returns the results dict (see README)."""
+    cfg.check()
+    settings = _settings(cfg)
+    with tempfile.TemporaryDirectory(prefix="alsim-") as tmp:
+        work = Path(cfg.work_dir) if cfg.work_dir else Path(tmp)
+        x, names, label_set = _load_split(work, "train", cfg.data, settings, log)
+        if cfg.test:
+            x_test, test_names, _ = _load_split(work, "test", cfg.test, settings, log)
+        else:
+            held = stratified_holdout(names, cfg.test_fraction, seed=12345)
+            x_test, test_names = x[held], names[held]
+            x, names = x[~held], names[~held]
+    classes = sorted(set(names.tolist()) | set(test_names.tolist()), key=label_set.index)
+    index = {n: i for i, n in enumerate(classes)}
+    y = np.array([index[n] for n in names])
+    y_test = np.array([index[n] for n in test_names])
+    if cfg.budget > len(y):
+        raise AppError(f"--budget {cfg.budget} is more than the {len(y)} training images available.")
+    log(f"{len(y)} pool images, {len(y_test)} test images, {len(classes)} classes, {x.shape[1]}-d embeddings.")
+    results: dict[str, Any] = {"strategies": {}, "config": {k: v for k, v in vars(cfg).items() if k != "extra"}}
+    for strategy in cfg.strategies:
+        runs = []
+        for seed in range(cfg.seeds):
+            initial = np.random.default_rng(seed).choice(len(y), size=cfg.initial, replace=False)
+            runs.append(
+                run_curve(
+                    x,
+                    y,
+                    x_test,
+                    y_test,
+                    num_classes=len(classes),
+                    strategy=strategy,
+                    initial_rows=initial,
+                    batch=cfg.batch,
+                    budget=cfg.budget,
+                    seed=seed,
+                    max_epochs=cfg.max_epochs,
+                )  # fmt: skip
+            )
+            log(f"  {strategy} seed {seed}: accuracy {runs[-1][1][-1]:.3f} at {runs[-1][0][-1]} labels")
+        acc = np.array([r[1] for r in runs])
+        results["strategies"][strategy] = {
+            "labels": runs[0][0],
+            "accuracy": acc.mean(axis=0).round(4).tolist(),
+            "accuracy_std": acc.std(axis=0).round(4).tolist(),
+            "seconds_per_round": round(float(np.mean([s for r in runs for s in r[2]] or [0.0])), 4),
+        }
+    if cfg.out:
+        out = Path(cfg.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        plot_results(results, out.with_suffix(".png"))
+    return results
+
+
+def format_table(results: dict[str, Any], every: Sequence[int] | None = None) -> str:
+    """Labels vs accuracy per strategy, as a plain-text table."""
+    strategies = results["strategies"]
+    labels = next(iter(strategies.values()))["labels"]
+    rows = [i for i, n in enumerate(labels) if every is None or n in every]
+    head = f"{'labels':>8} " + " ".join(f"{s:>18}" for s in strategies)
+    lines = [head, "-" * len(head)]
+    for i in rows:
+        cells = " ".join(f"{v['accuracy'][i]:>11.3f} ± {v['accuracy_std'][i]:.3f}" for v in strategies.values())
+        lines.append(f"{labels[i]:>8} {cells}")
+    lines.append(f"{'s/round':>8} " + " ".join(f"{v['seconds_per_round']:>18.3f}" for v in strategies.values()))
+    return "\n".join(lines)
+
+
+def plot_results(results: dict[str, Any], path: Path) -> None:
+    """Accuracy vs labels, one line per strategy with a ±1 std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, v in results["strategies"].items():
+        labels, acc, std = np.array(v["labels"]), np.array(v["accuracy"]), np.array(v["accuracy_std"])
+        ax.plot(labels, acc, marker="o", ms=3, label=name)
+        ax.fill_between(labels, acc - std, acc + std, alpha=0.15)
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
