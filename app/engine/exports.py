@@ -101,7 +101,8 @@ def provenance(store: ProjectStore) -> dict[str, Any]:
         "labels": store.labels(),
         "settings": store.get_setting("settings", {}),
         "rounds": [
-            {"round": r.number, "labeled": r.labeled, "strategy": r.strategy, "seconds": r.seconds, "metrics": r.metrics}
+            {"round": r.number, "labeled": r.labeled, "strategy": r.strategy, "seconds": r.seconds}
+            | {"metrics": r.metrics}
             for r in store.rounds()
         ],
         "images": items,

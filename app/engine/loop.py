@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from lit_models.train import predict_proba, train_head
 
 from app.core.strategies import Selection, select_batch
+from lit_models.train import predict_proba, train_head
 
 
 @dataclass

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lit_models.backbones import BackboneSpec, LoadedBackbone, load_backbone
-from lit_models.export import load_head_checkpoint, save_head_checkpoint
-from lit_models.train import predict_proba
 
 from app.core.errors import StoreError
 from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
 from app.engine.embedding_cache import EmbeddingCache
+from lit_models.backbones import BackboneSpec, LoadedBackbone, load_backbone
+from lit_models.export import load_head_checkpoint, save_head_checkpoint
+from lit_models.train import predict_proba
 
 
 def spec_from_settings(settings: ProjectSettings) -> BackboneSpec:

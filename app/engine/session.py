@@ -153,9 +153,18 @@ class ActiveLearningSession:
             return item
         with self._batch_lock:
             item = self.store.claim_next(client_id)
-            if item is None and self._extend_batch():
-                item = self.store.claim_next(client_id)
+            if item is None:
+                self._learn_from_used_up_batch()
+                if self._extend_batch():
+                    item = self.store.claim_next(client_id)
         return item
+
+    def _learn_from_used_up_batch(self) -> None:
+        """This client used up the batch while other clients still hold some of its images (or left them behind
+        in a closed tab): train on what is labeled now rather than wait for them, so the batch extension is
+        picked by a model instead of at random."""
+        if any(b.status == "labeled" for b in self.store.batch()):
+            self.start_round()
 
     def _pool_ids(self) -> list[int]:
         labeled = self.store.current_labels()

@@ -1,0 +1,313 @@
+"""Import images from folders, files, zip archives and CSV lists into a project.
+
+Each image is streamed (hashed in chunks, zip entries extracted one at a time to a temporary file), checked with
+`probe_image` (fully decoded, pixel limit checked from the header first), then moved atomically into the
+project as ``images/<sha[:2]>/<sha256><ext>`` with its original bytes. Only then is it recorded in the store, so
+nothing that failed a check is ever stored. Bad inputs never raise: each becomes a `Rejection` with a reason, and
+the rest of the import continues.
+
+Duplicates (same bytes, within one import or already in the project) are reported, not added again. When a
+duplicate comes with a label and the existing image has none yet, that label is applied (so a folder can be
+imported first and its labels CSV afterwards).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from app.core.errors import BadImageError, StoreError
+from app.core.images import DEFAULT_MAX_PIXELS, probe_image
+from app.core.sources import MAX_FILE_BYTES, TOO_BIG, FileItem, Item, Rejection, ZipItem, os_reason, plan_source
+
+if TYPE_CHECKING:
+    from app.core.store import ProjectStore
+
+__all__ = ["Duplicate", "IngestReport", "ProgressFn", "Rejection", "ingest"]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int | None, str], None]  # (done, total or None, current source)
+CHUNK_BYTES = 1 << 20
+IMAGES_DIR = "images"
+
+CHANGED = "The file changed while it was being imported; import it again when nothing is writing to it."
+ZIP_ENTRY_DAMAGED = "The file inside the zip archive is damaged; create the zip again and import it."
+ZIP_METHOD = "The zip uses a compression method the app cannot read; create it again with standard compression."
+UNEXPECTED = "The file could not be imported because of an unexpected error ({detail}); please report this."
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An input whose bytes are already in the project.
+
+    Attributes:
+        source: the input, as in `Rejection.source`.
+        image_id: the image already stored with the same bytes.
+    """
+
+    source: str
+    image_id: int
+
+
+@dataclass
+class IngestReport:
+    """What one import did.
+
+    Attributes:
+        imported: ids of the newly added images, in import order.
+        duplicates: inputs whose bytes were already in the project (or earlier in this import).
+        rejected: inputs that were not imported, each with its reason.
+        labeled: images that received a label from this import (new images and unlabeled duplicates).
+        new_labels: labels this import added to the project, in order of first use.
+    """
+
+    imported: list[int] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    labeled: int = 0
+    new_labels: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One sentence, e.g. "Imported 10 images, 2 duplicates, 1 rejected."."""
+        images = _plural(len(self.imported), "image")
+        duplicates = _plural(len(self.duplicates), "duplicate")
+        return f"Imported {images}, {duplicates}, {len(self.rejected)} rejected."
+
+    def details(self, limit: int = 20) -> str:
+        """The summary followed by one line per rejection ("source: reason"), at most `limit` of them."""
+        lines = [self.summary()]
+        lines += [f"{rejection.source}: {rejection.reason}" for rejection in self.rejected[:limit]]
+        if len(self.rejected) > limit:
+            lines.append(f"... and {len(self.rejected) - limit} more rejected.")
+        return "\n".join(lines)
+
+
+def ingest(
+    store: ProjectStore,
+    sources: Sequence[str | Path],
+    *,
+    labels_from_folders: bool = False,
+    allowed_roots: Sequence[str | Path] = (),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: ProgressFn | None = None,
+    annotator: str = "import",
+) -> IngestReport:
+    """Import every image the sources provide into the project.
+
+    Args:
+        store: the project; images are copied under ``store.root / "images"``.
+        sources: folders (searched recursively, hidden files skipped), image files, ``.zip`` archives and
+            ``.csv`` lists (an image path column, optionally a label column; see `app.core.sources`).
+        labels_from_folders: take labels from class folders (``root/<class>/<image>``) in folders and zips.
+        allowed_roots: folders, besides each CSV's own folder, that CSV paths may point into.
+        max_pixels: images with more pixels (width x height) are rejected before decoding.
+        progress: called as ``progress(done, total, source)``: with total None while sources are listed,
+            then after every image. Exceptions it raises stop the import (images already done stay imported).
+        annotator: recorded on the label annotations this import creates.
+
+    Returns:
+        The report; bad inputs (including a whole bad CSV or zip) are in `IngestReport.rejected`.
+
+    Raises:
+        StoreError: the project database cannot be written (images imported before that stay imported).
+    """
+    report = IngestReport()
+    items: list[Item] = []
+    for source in sources:
+        if progress is not None:
+            progress(0, None, str(source))
+        plan = plan_source(source, labels_from_folders=labels_from_folders, allowed_roots=allowed_roots)
+        items.extend(plan.items)
+        report.rejected.extend(plan.rejected)
+    total = len(items)
+    images_dir = store.root / IMAGES_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    importer = _Importer(store, images_dir, max_pixels, annotator, report)
+    try:
+        for done, item in enumerate(items, start=1):
+            importer.run(item)
+            if progress is not None:
+                progress(done, total, item.source)
+    finally:
+        importer.close()
+    return report
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+class _Importer:
+    """Imports items one at a time; keeps the open zip archive and a staging folder inside the project."""
+
+    def __init__(self, store: ProjectStore, images_dir: Path, max_pixels: int, annotator: str, report: IngestReport):
+        self.store = store
+        self.images_dir = images_dir
+        self.max_pixels = max_pixels
+        self.annotator = annotator
+        self.report = report
+        self.known_labels = set(store.labels())
+        # Staging inside images/ keeps the final os.replace on one file system (atomic).
+        self.staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=images_dir))
+        self._archive_path: Path | None = None
+        self._archive: zipfile.ZipFile | None = None
+        self._infos: list[zipfile.ZipInfo] = []
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def run(self, item: Item) -> None:
+        temp = self.staging / "incoming.part"
+        try:
+            reason = self._import(item, temp)
+        except StoreError:
+            raise  # the project itself cannot be written: not a problem of this input
+        except BadImageError as exc:
+            reason = str(exc)
+        except zipfile.BadZipFile:
+            reason = ZIP_ENTRY_DAMAGED
+        except NotImplementedError:
+            reason = ZIP_METHOD
+        except OSError as exc:
+            reason = os_reason(exc)
+        except Exception as exc:  # one odd file must not stop the import of the others
+            logger.exception("Unexpected error importing %s", item.source)
+            reason = UNEXPECTED.format(detail=type(exc).__name__)
+        finally:
+            temp.unlink(missing_ok=True)
+        if reason is not None:
+            self.report.rejected.append(Rejection(item.source, reason))
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def _import(self, item: Item, temp: Path) -> str | None:
+        """Import one item; returns a rejection reason, or None when imported or found duplicate."""
+        if isinstance(item, FileItem):
+            if item.path.stat().st_size > MAX_FILE_BYTES:
+                return TOO_BIG
+            sha256, size = _hash_file(item.path)
+            if self._duplicate(item, sha256):
+                return None
+            with item.path.open("rb") as src:
+                copied_sha, _ = _copy_hashing(src, temp)
+            if copied_sha != sha256:
+                return CHANGED
+        else:
+            with self._open_entry(item) as src:
+                sha256, size = _copy_hashing(src, temp)
+            if self._duplicate(item, sha256):
+                return None
+        info = probe_image(temp, max_pixels=self.max_pixels)
+        suffix = Path(item.name).suffix.lower()
+        final = self.images_dir / sha256[:2] / f"{sha256}{suffix}"
+        relative = final.relative_to(self.store.root).as_posix()
+        final.parent.mkdir(exist_ok=True)
+        existed = final.exists()  # left by an earlier, interrupted import: same bytes by construction
+        os.replace(temp, final)
+        try:
+            image_id = self.store.add_image(
+                sha256=sha256,
+                path=relative,
+                original_name=item.name,
+                source=item.source,
+                size_bytes=size,
+                width=info.width,
+                height=info.height,
+            )
+        except Exception:
+            if not existed:
+                final.unlink(missing_ok=True)
+            raise
+        if image_id is None:  # another process added the same bytes meanwhile
+            if not existed and self._stored_path(sha256) != relative:
+                final.unlink(missing_ok=True)  # the other copy has another extension
+            self._duplicate(item, sha256)
+            return None
+        self.report.imported.append(image_id)
+        if item.label is not None:
+            self._label(image_id, item.label)
+        return None
+
+    def _duplicate(self, item: Item, sha256: str) -> bool:
+        """Report `item` as a duplicate if its bytes are stored; label the stored image if it has no label."""
+        image_id = self.store.image_id_for_hash(sha256)
+        if image_id is None:
+            return False
+        self.report.duplicates.append(Duplicate(item.source, image_id))
+        if item.label is not None and self.store.label_of(image_id) is None:
+            self._label(image_id, item.label)
+        return True
+
+    def _label(self, image_id: int, label: str) -> None:
+        if label not in self.known_labels:
+            self.report.new_labels.extend(self.store.ensure_labels([label]))
+            self.known_labels.add(label)
+        self.store.add_annotation(image_id, label, annotator=self.annotator, strategy="import")
+        self.report.labeled += 1
+
+    def _stored_path(self, sha256: str) -> str | None:
+        image_id = self.store.image_id_for_hash(sha256)
+        return None if image_id is None else self.store.get_image(image_id).path
+
+    def _open_entry(self, item: ZipItem) -> _LimitedReader:
+        """Open one entry; the archive stays open while consecutive items come from it."""
+        archive = self._archive
+        if archive is None or self._archive_path != item.archive:
+            if archive is not None:
+                archive.close()
+            self._archive = None
+            archive = zipfile.ZipFile(item.archive)
+            self._archive, self._archive_path, self._infos = archive, item.archive, archive.infolist()
+        return _LimitedReader(archive.open(self._infos[item.index]), MAX_FILE_BYTES)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as src:
+        while chunk := src.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _copy_hashing(src: BinaryIO | _LimitedReader, dest: Path) -> tuple[str, int]:
+    """Copy a stream into a new file in chunks; returns the sha256 hex digest and size of what was written."""
+    digest, size = hashlib.sha256(), 0
+    with dest.open("wb") as out:
+        while chunk := src.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+class _LimitedReader:
+    """Wraps a zip entry stream; refuses to yield more than `limit` bytes (the header's size may lie)."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream, self.left = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.left -= len(chunk)
+        if self.left < 0:
+            raise BadImageError(TOO_BIG)
+        return chunk
+
+    def __enter__(self) -> _LimitedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
