@@ -28,7 +28,7 @@ class ProjectSettings:
         min_val: fewest held-out images before accuracy is reported.
         mode: "fast" trains a head on cached embeddings; "finetune" trains the whole backbone.
         head_hidden: hidden units of the head; 0 means a linear head (exportable to plain timm).
-        max_epochs: training epochs per round for the head.
+        max_epochs: training epochs per round; None picks the optimizer default (10 L-BFGS passes for the head).
         seed: random seed for splits, training and selection.
     """
 
@@ -42,7 +42,7 @@ class ProjectSettings:
     min_val: int = 10
     mode: str = "fast"
     head_hidden: int = 0
-    max_epochs: int = 100
+    max_epochs: int | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 

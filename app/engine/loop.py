@@ -43,7 +43,7 @@ def train_score_select(
     strategy: str,
     k: int,
     hidden: int = 0,
-    max_epochs: int = 100,
+    max_epochs: int | None = None,
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
     stop_event: threading.Event | None = None,

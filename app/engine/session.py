@@ -183,8 +183,14 @@ class ActiveLearningSession:
             picks = rng.choice(len(pool), size=k, replace=False)
             items = [(pool[int(i)], "random", None) for i in picks]
         else:
+            labeled = list(self.store.current_labels())
+            try:
+                pool_emb, labeled_emb = self.model.cache.get(pool), self.model.cache.get(labeled)
+            except KeyError:  # images added since the last round have no embedding yet
+                pool_emb = labeled_emb = None
+            strategy = self.settings.strategy if pool_emb is not None else "margin"
             sel = select_batch(
-                self.settings.strategy, k, probs=probs, pool_emb=None, labeled_emb=None, seed=self.settings.seed
+                strategy, k, probs=probs, pool_emb=pool_emb, labeled_emb=labeled_emb, seed=self.settings.seed
             )
             items = [(pool[int(i)], sel.strategy, float(s)) for i, s in zip(sel.indices, sel.scores, strict=True)]
         self.store.extend_batch(items)

@@ -37,7 +37,7 @@ class SimulationConfig:
     test_fraction: float = 0.3
     work_dir: str | None = None
     out: str | None = None
-    max_epochs: int = 100
+    max_epochs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -102,7 +102,7 @@ def run_curve(
     batch: int,
     budget: int,
     seed: int,
-    max_epochs: int = 100,
+    max_epochs: int | None = None,
 ) -> tuple[list[int], list[float], list[float]]:
     """One simulated labeling run. Returns (labels counts, test accuracies, seconds per train+score+select)."""
     from lit_models.train import predict_proba
