@@ -1,0 +1,367 @@
+"""Thin handlers: parse the page's values, call one session method, return plain values for the page.
+
+They are plain methods (no component objects), so tests call them directly. Errors reach the person as
+`gr.Error` with the engine's message; anything unexpected is logged and reported in one plain sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.core.errors import AppError
+from app.core.settings import ProjectSettings, default_settings
+from app.core.store import BatchItem
+from app.core.strategies import DEFAULT_STRATEGY
+from app.engine.session import ROUND_JOB, ActiveLearningSession
+from app.ui import registry
+from app.ui.errors import friendly
+from app.ui.model_handlers import ModelHandlers
+from app.ui.views import (
+    LabelView,
+    image_view,
+    job_key,
+    message_view,
+    parse_labels,
+    progress_line,
+    status_html,
+    waiting_message,
+)
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[[float, str], None]
+
+CUSTOM = "Custom (type a timm name)"
+MODEL_CHOICES: dict[str, tuple[str | None, str]] = {
+    "EfficientNet-Lite0 (bundled, offline)": ("tf_efficientnet_lite0", "bundled"),
+    "ResNet-18 (needs internet)": ("resnet18", "hub"),
+    "ResNet-50 (needs internet)": ("resnet50", "hub"),
+    "ConvNeXt-Tiny (needs internet)": ("convnext_tiny", "hub"),
+    "ViT-Small/16 (needs internet)": ("vit_small_patch16_224", "hub"),
+    CUSTOM: (None, "hub"),
+}
+DEFAULT_SIZE = "Model default"
+_CLIENT_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+NO_PROJECT = "Open a project or start a new one (left column)."
+
+
+def new_client_id(candidate: str | None = None) -> str:
+    """A client id: the browser's own (kept across reloads of a tab) when it looks valid, else a fresh one."""
+    if candidate and _CLIENT_RE.match(candidate):
+        return candidate
+    return uuid.uuid4().hex
+
+
+def annotator(client: str | None, user: str | None = None) -> str:
+    """Who labeled: the signed-in user (or "user") and the browser tab, so undo only takes back your own labels."""
+    return f"{user or 'user'}#{(client or 'anonymous')[:8]}"
+
+
+def _image_size(value: Any) -> int | None:
+    if value in (None, "", DEFAULT_SIZE):
+        return None
+    try:
+        return int(float(str(value).strip()))
+    except ValueError:
+        raise gr.Error(f"The image size must be a number of pixels, like 224 (got '{value}').") from None
+
+
+@dataclass
+class PollResult:
+    """What a timer tick changes: the status line always; the rest only when something happened.
+
+    Attributes:
+        status: the status line HTML.
+        key: the new job key (compare with the last one to see a change).
+        view: a whole new view when the person was waiting for an image, else None.
+        refresh: True when the predictions and progress of the image on screen should be redrawn.
+        predictions: the new predictions (with `refresh`).
+        progress: the new progress line (with `refresh`).
+        round: the number of rounds recorded, when something happened (the dashboard redraws when it changes).
+    """
+
+    status: str
+    key: str
+    view: LabelView | None = None
+    refresh: bool = False
+    predictions: dict[str, float] | None = None
+    progress: str = ""
+    round: int | None = None
+
+
+class Handlers(ModelHandlers):
+    """The page's actions over one projects folder."""
+
+    def __init__(
+        self,
+        projects_dir: str | Path,
+        *,
+        model_choices: dict[str, tuple[str | None, str]] | None = None,
+        base_settings: ProjectSettings | None = None,
+        allow_local_paths: bool = False,
+    ) -> None:
+        self.projects_dir = Path(projects_dir).expanduser().resolve()
+        self.projects_dir.mkdir(parents=True, exist_ok=True)
+        self.model_choices = dict(model_choices or MODEL_CHOICES)
+        self.base_settings = base_settings or default_settings()
+        self.allow_local_paths = allow_local_paths
+
+    new_client = staticmethod(new_client_id)
+
+    # ------------------------------------------------------------------------------------------ sessions
+    def session(self, project: str | None) -> ActiveLearningSession:
+        if not project:
+            raise gr.Error(NO_PROJECT)
+        return registry.get(self.projects_dir, project)
+
+    def maybe_session(self, project: str | None) -> ActiveLearningSession | None:
+        """The open project, or None (a project that vanished is reported once by the caller)."""
+        if not project:
+            return None
+        try:
+            return registry.get(self.projects_dir, project)
+        except AppError:
+            return None
+
+    def list_projects(self) -> list[str]:
+        return ActiveLearningSession.list_projects(self.projects_dir)
+
+    # ------------------------------------------------------------------------------------------ projects
+    @friendly
+    def form_settings(
+        self,
+        model: str,
+        custom_arch: str | None,
+        strategy: str | None,
+        batch_size: float | None,
+        val_split: float | None,
+        mode: str | None,
+        image_size: Any,
+    ) -> ProjectSettings:
+        """The settings the New project form describes, over the app's defaults."""
+        if model not in self.model_choices:
+            raise gr.Error(f"Unknown model type '{model}'; choose one from the list.")
+        arch, source = self.model_choices[model]
+        if arch is None:
+            arch = (custom_arch or "").strip()
+            if not arch:
+                raise gr.Error("Type the timm model name for the custom model, for example 'efficientnet_b0'.")
+        return self.base_settings.replace(
+            backbone=arch,
+            backbone_source=source,
+            weights=None,
+            strategy=strategy or DEFAULT_STRATEGY,
+            batch_size=int(batch_size or self.base_settings.batch_size),
+            val_fraction=float(self.base_settings.val_fraction if val_split is None else val_split),
+            mode=mode or "fast",
+            image_size=_image_size(image_size),
+        )
+
+    @friendly
+    def start_project(self, name: str, labels_text: str, settings: ProjectSettings) -> tuple[str, LabelView]:
+        """Create a project (Start Project); returns its name and the (empty) labeling view."""
+        session = ActiveLearningSession.create(self.projects_dir, name, parse_labels(labels_text), settings)
+        session = registry.register(self.projects_dir, session)
+        return session.name, message_view(session, waiting_message(session))
+
+    @friendly
+    def open_project(self, name: str | None, client: str) -> tuple[str, LabelView]:
+        """Open a project and show where it stopped (the image this tab had, else the next one of the batch)."""
+        if not name:
+            raise gr.Error("Choose a project in the list first.")
+        session = registry.get(self.projects_dir, name)
+        if registry.first_visit(self.projects_dir, session.name):
+            # Claims in the store come from tabs of an earlier run: resume at the batch's first open image.
+            session.store.claim_next(client, stale_after=0.0)
+        self.prepare(session)
+        return session.name, self.next_view(session, client)
+
+    @friendly
+    def add_labels(
+        self, project: str | None, form_name: str | None, labels_text: str, new_label: str
+    ) -> tuple[str, list[str] | None]:
+        """Add Label: into the open project, or into the labels box while a new project is being filled in.
+
+        Returns:
+            The labels box text, and the open project's labels when they changed (else None).
+        """
+        names = parse_labels(new_label)
+        if not names:
+            raise gr.Error("Type the label to add first.")
+        if not project or (form_name or "").strip():
+            current = parse_labels(labels_text)
+            return "\n".join(current + [n for n in names if n not in current]), None
+        session = self.session(project)
+        for label in names:
+            session.add_label(label)
+        gr.Info(f"Added {', '.join(names)} to {session.name}.")
+        return labels_text, session.labels
+
+    # ------------------------------------------------------------------------------------------ data
+    @friendly
+    def import_images(
+        self,
+        project: str | None,
+        client: str,
+        sources: list[str],
+        allowed_roots: list[str],
+        labels_from_folders: bool,
+        progress: ProgressFn | None = None,
+    ) -> tuple[Any, LabelView]:
+        """Import the gathered sources, then prepare the first batch in the background."""
+        session = self.session(project)
+
+        def report(done: int, total: int | None, source: str) -> None:
+            if progress is not None:
+                progress(done / total if total else 0.0, f"Importing {Path(source).name}")
+
+        result = session.add_data(
+            sources, labels_from_folders=labels_from_folders, allowed_roots=allowed_roots, progress=report
+        )
+        self.prepare(session)
+        return result, self.next_view(session, client)
+
+    def prepare(self, session: ActiveLearningSession) -> None:
+        """Start the background work that gives the project a batch to label, unless it has one."""
+        status = session.round_status()
+        if status is not None and status.active:
+            return
+        if any(b.status == "pending" for b in session.batch()):
+            return
+        p = session.progress()
+        if p["total"] == 0 or p["labeled"] >= p["total"]:
+            return
+        if session.maybe_start_round() is not None:
+            return
+        session.jobs.start(ROUND_JOB, lambda report, _stop: session.ensure_batch(progress=report))
+
+    # ------------------------------------------------------------------------------------------ labeling
+    def next_view(self, session: ActiveLearningSession, client: str) -> LabelView:
+        """The next image for this tab, or the reason there is none."""
+        status = session.round_status()
+        if not session.batch() and status is not None and status.active:
+            return message_view(session, waiting_message(session))  # the first batch is being picked
+        item = session.next_item(client)
+        if item is None:
+            return message_view(session, waiting_message(session))
+        return image_view(session, item.image_id, client=client)
+
+    @friendly
+    def current(self, project: str | None, client: str) -> LabelView:
+        if not project:
+            return message_view(None, NO_PROJECT)
+        return self.next_view(self.session(project), client)
+
+    @friendly
+    def submit(
+        self, project: str | None, client: str, cursor: dict | None, label: str | None, user: str | None = None
+    ) -> LabelView | None:
+        """Submit Label: record the label, show the next image. None (nothing changes) when no label is picked."""
+        session = self.session(project)
+        image_id = (cursor or {}).get("image_id")
+        if image_id is None:
+            gr.Warning("There is no image to label right now.")
+            return None
+        if not label:
+            gr.Warning("Pick a label first: click it or press its number key.")
+            return None
+        shown = float((cursor or {}).get("shown_at") or time.time())
+        seconds = max(0.0, min(time.time() - shown, 3600.0))
+        session.label(int(image_id), label, annotator=annotator(client, user), seconds=round(seconds, 2))
+        return self.next_view(session, client)
+
+    def pick(
+        self,
+        project: str | None,
+        client: str,
+        cursor: dict | None,
+        label: str | None,
+        auto_submit: bool,
+        user: str | None = None,
+    ) -> LabelView | None:
+        """A label was picked (click or number key): submit it at once when auto-submit is on."""
+        if not auto_submit or not label:
+            return None
+        return self.submit(project, client, cursor, label, user)
+
+    @friendly
+    def skip(self, project: str | None, client: str, cursor: dict | None) -> LabelView:
+        session = self.session(project)
+        image_id = (cursor or {}).get("image_id")
+        if image_id is not None:
+            session.skip(int(image_id))
+        return self.next_view(session, client)
+
+    @friendly
+    def undo(self, project: str | None, client: str, cursor: dict | None, user: str | None = None) -> LabelView | None:
+        """Undo: take back this tab's newest label and show that image again."""
+        session = self.session(project)
+        undone = session.undo(annotator(client, user))
+        if undone is None:
+            gr.Info("There is no label of yours to undo.")
+            return None
+        view = image_view(session, undone.image_id, client=client)
+        view.selected = None
+        gr.Info(f"Took back '{undone.label}'.")
+        return view
+
+    @friendly
+    def move(self, project: str | None, client: str, cursor: dict | None, step: int) -> LabelView | None:
+        """Previous / Next inside the batch (images another tab is labeling are passed over)."""
+        session = self.session(project)
+        batch = session.batch()
+        visible = [b for b in batch if _visible(b, client)]
+        image_id = (cursor or {}).get("image_id")
+        pos = next((i for i, b in enumerate(visible) if b.image_id == image_id), None)
+        if pos is None:  # nothing on screen, or an image from an earlier batch
+            if step > 0:
+                return self.next_view(session, client)
+            done = [b for b in visible if b.status != "pending"]
+            return image_view(session, done[-1].image_id, batch, client) if done else None
+        target = pos + step
+        if 0 <= target < len(visible):
+            return image_view(session, visible[target].image_id, batch, client)
+        if step > 0:
+            item = session.next_item(client)
+            if item is not None and item.image_id != image_id:
+                return image_view(session, item.image_id, client=client)
+            gr.Info("This is the last image of the batch.")
+        else:
+            gr.Info("This is the first image of the batch.")
+        return None
+
+    def poll(self, project: str | None, client: str, cursor: dict | None, last_key: str | None) -> PollResult:
+        """Timer tick: the status line; when a round starts or ends, fresh predictions or a new image."""
+        session = self.maybe_session(project)
+        key = job_key(session)
+        result = PollResult(status=status_html(session), key=key)
+        if session is None or key == (last_key or ""):
+            return result
+        result.round = session.store.current_round()
+        status = session.round_status()
+        if status is not None and status.state == "failed" and last_key is not None:
+            gr.Warning(status.error or "The last round failed.")
+        image_id = (cursor or {}).get("image_id")
+        try:
+            if image_id is None:
+                result.view = self.next_view(session, client)
+            else:
+                result.refresh = True
+                result.predictions = session.predictions(int(image_id))
+                result.progress = progress_line(session, int(image_id))
+        except AppError as exc:
+            log.warning("Poll could not refresh the view: %s", exc)
+        return result
+
+
+def _visible(item: BatchItem, client: str) -> bool:
+    """Batch items this tab may browse: done ones, its own, and unclaimed ones."""
+    return item.status != "pending" or item.claimed_by in (None, client)

@@ -1,0 +1,83 @@
+"""The open projects of this process, by name.
+
+An `ActiveLearningSession` holds a database connection, a model and background threads, so it cannot live in
+`gr.State` (which deep-copies its value). The page keeps only the project name and a client id; every handler
+looks the session up here. All browser tabs on one project share one session (and so one training job).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from app.engine.session import ActiveLearningSession
+
+_lock = threading.Lock()
+_sessions: dict[tuple[str, str], ActiveLearningSession] = {}
+_static_dirs: set[str] = set()
+_unvisited: set[tuple[str, str]] = set()  # opened in this process, no tab has asked for an image yet
+
+
+def _key(projects_dir: str | Path, name: str) -> tuple[str, str]:
+    return str(Path(projects_dir).resolve()), name
+
+
+def _serve_images_directly(session: ActiveLearningSession) -> None:
+    """Let Gradio serve the project's (content-addressed, never modified) images without copying them."""
+    images = session.store.root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    key = str(images.resolve())
+    if key not in _static_dirs:
+        _static_dirs.add(key)
+        gr.set_static_paths([images])
+
+
+def register(projects_dir: str | Path, session: ActiveLearningSession) -> ActiveLearningSession:
+    """Keep a freshly created or opened session; returns the one kept (an earlier one wins)."""
+    key = _key(projects_dir, session.name)
+    with _lock:
+        kept = _sessions.setdefault(key, session)
+        if kept is session:
+            _unvisited.add(key)
+    if kept is not session:
+        session.close()
+    _serve_images_directly(kept)
+    return kept
+
+
+def get(projects_dir: str | Path, name: str) -> ActiveLearningSession:
+    """The session of project `name`, opening it on first use (raises the engine's error if it cannot)."""
+    key = _key(projects_dir, name)
+    with _lock:
+        session = _sessions.get(key)
+    if session is not None:
+        return session
+    return register(projects_dir, ActiveLearningSession.open(projects_dir, name))
+
+
+def first_visit(projects_dir: str | Path, name: str) -> bool:
+    """True once per opening of a project: the images its batch holds were claimed by tabs of an earlier run."""
+    key = _key(projects_dir, name)
+    with _lock:
+        if key in _unvisited:
+            _unvisited.discard(key)
+            return True
+    return False
+
+
+def is_open(projects_dir: str | Path, name: str) -> bool:
+    with _lock:
+        return _key(projects_dir, name) in _sessions
+
+
+def close_all(projects_dir: str | Path | None = None) -> None:
+    """Close the sessions (of one projects folder, or all): stops their jobs and releases their databases."""
+    root = None if projects_dir is None else str(Path(projects_dir).resolve())
+    with _lock:
+        keys = [k for k in _sessions if root is None or k[0] == root]
+        closing = [_sessions.pop(k) for k in keys]
+        _unvisited.difference_update(keys)
+    for session in closing:
+        session.close()

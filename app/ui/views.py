@@ -1,0 +1,220 @@
+"""What the labeling panel shows, as plain data (no Gradio here; `layout.py` turns it into component updates)."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.store import BatchItem
+from app.engine.jobs import FAILED, RUNNING, JobStatus
+from app.engine.session import ActiveLearningSession
+
+BROWSER_FORMATS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+SMALL_SIDE = 256
+PREFETCH = 3  # images smaller than this are upscaled with crisp (pixelated) edges
+
+STRATEGY_NAMES = {
+    "random": "Random",
+    "least_confidence": "Least confidence",
+    "margin": "Margin",
+    "entropy": "Entropy",
+    "diversity": "Diversity (core-set)",
+    "margin_diverse": "Margin + diversity",
+    "cold_start": "Cold start: typical images",
+}
+WHY = {
+    "random": "picked at random (no model yet)",
+    "cold_start": "a typical image of its cluster, picked before any model exists",
+    "least_confidence": "the model is least sure about it",
+    "margin": "the model hesitates between its top two labels",
+    "entropy": "the model's guess is spread over many labels",
+    "diversity": "it is unlike anything labeled so far",
+    "margin_diverse": "the model hesitates on it, and it differs from the other picks",
+}
+
+
+def strategy_name(name: str | None) -> str:
+    return STRATEGY_NAMES.get(name or "", (name or "unknown").replace("_", " ").capitalize())
+
+
+def label_choices(labels: list[str]) -> list[tuple[str, str]]:
+    """Radio choices; the number keys of the first nine are drawn by the page's CSS (see `app.ui.style`)."""
+    return [(name, name) for name in labels]
+
+
+def parse_labels(text: str | None) -> list[str]:
+    """Labels typed one per line or separated by commas; blanks dropped, order and repeats kept."""
+    parts = (text or "").replace("\r", "\n").replace(",", "\n").split("\n")
+    return [p.strip() for p in parts if p.strip()]
+
+
+@dataclass
+class LabelView:
+    """Everything the labeling panel shows for one image (or the message shown instead of an image).
+
+    Attributes:
+        image_id: the image shown, None when there is none to show.
+        image_path: absolute path the browser fetches (a PNG preview for formats browsers cannot show).
+        small: True when the image is small enough to be upscaled with crisp pixels.
+        caption: Markdown under the image: file name and why it was picked, or a message.
+        selected: the label to preselect (the image's current label), None for a fresh image.
+        predictions: label -> probability from the current model, None before the first model.
+        progress: Markdown progress line.
+        labels: the project's labels, in order.
+        shown_at: when the image was put on screen (to record the seconds a label took).
+        upcoming: files of the images likely to come next, for the browser to fetch ahead of time.
+    """
+
+    image_id: int | None = None
+    image_path: str | None = None
+    small: bool = False
+    caption: str = ""
+    selected: str | None = None
+    predictions: dict[str, float] | None = None
+    progress: str = ""
+    labels: list[str] = field(default_factory=list)
+    shown_at: float = field(default_factory=time.time)
+    upcoming: list[str] = field(default_factory=list)
+
+    @property
+    def cursor(self) -> dict[str, Any]:
+        """What the page keeps in `gr.State` about the image on screen."""
+        return {"image_id": self.image_id, "shown_at": self.shown_at}
+
+
+def display_path(session: ActiveLearningSession, image_id: int) -> str:
+    """The file to show: the original when browsers can display it, else a cached PNG preview."""
+    path = session.store.image_path(image_id)
+    if path.suffix.lower() in BROWSER_FORMATS:
+        return str(path)
+    preview = session.store.root / "images" / "previews" / f"{path.stem}.png"
+    if not preview.exists():
+        from app.core.images import load_rgb
+
+        preview.parent.mkdir(parents=True, exist_ok=True)
+        tmp = preview.with_suffix(".part.png")
+        load_rgb(path).save(tmp, format="PNG")
+        tmp.replace(preview)
+    return str(preview)
+
+
+def progress_line(session: ActiveLearningSession, image_id: int | None, batch: list[BatchItem] | None = None) -> str:
+    """ "Image 3 of 10 in this batch · Round 2 · 57 of 1,797 labeled"."""
+    batch = session.batch() if batch is None else batch
+    p = session.progress()
+    parts = []
+    position = next((i for i, b in enumerate(batch) if b.image_id == image_id), None)
+    if position is not None:
+        parts.append(f"Image **{position + 1}** of {len(batch)} in this batch")
+    parts.append(f"Round **{p['round']}**")
+    parts.append(f"**{p['labeled']:,}** of {p['total']:,} labeled")
+    return " · ".join(parts)
+
+
+def why_picked(item: BatchItem | None) -> str:
+    if item is None:
+        return "Not in the current batch."
+    reason = WHY.get(item.strategy, "picked by the query strategy")
+    score = "" if item.score is None else f" (score {item.score:.3f})"
+    return f"{strategy_name(item.strategy)}: {reason}{score}."
+
+
+def image_view(
+    session: ActiveLearningSession, image_id: int, batch: list[BatchItem] | None = None, client: str | None = None
+) -> LabelView:
+    """The view of one image: the file, why it was picked, its current label and the model's guess.
+
+    Args:
+        client: the tab's client id; the images it will probably get next are listed in `LabelView.upcoming`.
+    """
+    batch = session.batch() if batch is None else batch
+    row = session.store.get_image(image_id)
+    item = next((b for b in batch if b.image_id == image_id), None)
+    current = session.store.label_of(image_id)
+    status = f" · labeled **{html.escape(current)}**" if current else ""
+    return LabelView(
+        image_id=image_id,
+        image_path=display_path(session, image_id),
+        small=max(row.width, row.height) < SMALL_SIDE,
+        caption=f"**{html.escape(row.original_name)}** · {row.width}×{row.height}{status}  \n{why_picked(item)}",
+        selected=current,
+        predictions=session.predictions(image_id),
+        progress=progress_line(session, image_id, batch),
+        labels=session.labels,
+        upcoming=upcoming(session, batch, image_id, client),
+    )
+
+
+def upcoming(session: ActiveLearningSession, batch: list[BatchItem], image_id: int, client: str | None) -> list[str]:
+    """Up to `PREFETCH` pending images of the batch this client may get next (never converting any file here)."""
+    if client is None:
+        return []
+    out = []
+    for b in batch:
+        if len(out) >= PREFETCH:
+            break
+        if b.status == "pending" and b.image_id != image_id and b.claimed_by in (None, client):
+            path = session.store.image_path(b.image_id)
+            if path.suffix.lower() in BROWSER_FORMATS:
+                out.append(str(path))
+    return out
+
+
+def message_view(session: ActiveLearningSession | None, message: str) -> LabelView:
+    """No image to show: a message instead (no project, no images, waiting for the first batch, all done)."""
+    if session is None:
+        return LabelView(caption=message)
+    return LabelView(caption=message, progress=progress_line(session, None), labels=session.labels)
+
+
+def waiting_message(session: ActiveLearningSession) -> str:
+    """Why there is no image to label right now."""
+    status = session.round_status()
+    if session.store.count_images() == 0:
+        return "Add images (left column, **Add images**) to start labeling."
+    if status is not None and status.state == RUNNING:
+        return "Preparing the next images to label… they appear here by themselves."
+    if status is not None and status.state == FAILED:
+        return f"Preparing images failed: {status.error}"
+    p = session.progress()
+    if p["labeled"] >= p["total"]:
+        return "Every image is labeled. Export your labels and model (left column, **Export**)."
+    return "No image is waiting for you right now. Press **Next** to fetch one."
+
+
+def status_html(session: ActiveLearningSession | None) -> str:
+    """The round status line with a thin progress bar."""
+    if session is None:
+        return _status("idle", "Open a project or start a new one.", None)
+    status: JobStatus | None = session.round_status()
+    rounds = session.store.rounds()
+    if status is not None and status.state == RUNNING:
+        return _status("running", f"Learning: {status.message}", status.progress)
+    if status is not None and status.state == FAILED:
+        return _status("failed", f"The last round failed: {status.error}", None)
+    if not rounds:
+        if session.store.count_images() == 0:
+            return _status("idle", "No images yet.", None)
+        return _status("idle", "No model yet: label the first batch and the first round starts by itself.", None)
+    last = rounds[-1]
+    acc = last.metrics.get("accuracy")
+    quality = f"accuracy {acc:.1%} on held-out labels" if acc is not None else "too few labels to measure accuracy"
+    return _status("ready", f"Model of round {last.number} ready ({last.labeled} labels, {quality}).", None)
+
+
+def _status(kind: str, text: str, fraction: float | None) -> str:
+    bar = ""
+    if fraction is not None:
+        bar = f'<div class="al-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
+    return f'<div class="al-status al-{kind}"><span>{html.escape(text)}</span>{bar}</div>'
+
+
+def job_key(session: ActiveLearningSession | None) -> str:
+    """Changes whenever the round job starts, progresses to another state, or a round is recorded."""
+    if session is None:
+        return ""
+    status = session.round_status()
+    job = "" if status is None else f"{status.id}:{status.state}"
+    return f"{job}|{session.store.current_round()}"
