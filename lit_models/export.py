@@ -1,0 +1,225 @@
+"""Turning a backbone and a trained head into files other tools load: a plain timm model (safetensors +
+config.json), ONNX, and Lightning-format checkpoints of the head alone or of the whole classifier."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning
+import lightning.pytorch as pl
+import timm.models
+import torch
+from torch import nn
+
+from app.core.errors import ModelFileError
+from lit_models.backbones import LoadedBackbone
+from lit_models.modules import BackboneWithHead, FineTuneClassifier, HeadClassifier
+
+SAFETENSORS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_LINEAR_ONLY = (
+    "Only linear heads export to plain timm (safetensors). Export ONNX instead, or retrain with a linear head "
+    "(hidden size 0)."
+)
+_log = logging.getLogger(__name__)
+ModuleT = TypeVar("ModuleT", bound=pl.LightningModule)
+
+
+def build_classifier(backbone: LoadedBackbone, head: HeadClassifier, label_names: Sequence[str]) -> nn.Module:
+    """An image classifier (logits out) made of a copy of the backbone and the trained head, on the CPU, in eval mode.
+
+    A linear head becomes the classifier layer of the timm model itself (``model.get_classifier()``), so the result
+    is a plain timm model of ``backbone.arch`` with ``num_classes=len(label_names)``. A head with a hidden layer gives
+    a :class:`BackboneWithHead` (exports to ONNX, not to plain timm).
+
+    Raises:
+        ValueError: the number of label names differs from the head's outputs, or the head does not fit the backbone.
+    """
+    num_classes = int(head.hparams.num_classes)
+    if len(label_names) != num_classes:
+        raise ValueError(f"Got {len(label_names)} label names for a head with {num_classes} outputs.")
+    if int(head.hparams.in_features) != backbone.num_features:
+        raise ValueError(
+            f"The head expects {head.hparams.in_features} features but the backbone gives {backbone.num_features}."
+        )
+    model = copy.deepcopy(backbone.model).cpu().eval().to(memory_format=torch.contiguous_format)
+    head = copy.deepcopy(head).cpu().eval()
+    if int(head.hparams.hidden) > 0 or not hasattr(model, "reset_classifier"):
+        return BackboneWithHead(model, head, label_names).eval()
+    model.reset_classifier(num_classes)
+    classifier = model.get_classifier()
+    if not isinstance(classifier, nn.Linear) or classifier.in_features != backbone.num_features:
+        model.reset_classifier(0)  # a classifier this module cannot fill: keep the backbone, add the head
+        return BackboneWithHead(model, head, label_names).eval()
+    weight, bias = head.linear_weights()
+    with torch.no_grad():
+        classifier.weight.copy_(weight)
+        classifier.bias.copy_(bias)
+    model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": num_classes, "label_names": list(label_names)}
+    return model.eval()
+
+
+def to_timm_model(
+    backbone: LoadedBackbone, head: HeadClassifier, label_names: Sequence[str] | None = None
+) -> nn.Module:
+    """:func:`build_classifier` with default label names ``class_0``, ``class_1``, ... when none are given."""
+    names = list(label_names) if label_names is not None else [f"class_{i}" for i in range(head.hparams.num_classes)]
+    return build_classifier(backbone, head, names)
+
+
+def save_safetensors(
+    model: nn.Module,
+    out_dir: str | Path,
+    arch: str,
+    label_names: Sequence[str],
+    data_config: dict[str, Any],
+) -> Path:
+    """Write ``model.safetensors`` and a timm ``config.json`` (architecture, classes, label names, preprocessing).
+
+    The folder loads offline with ``timm.create_model("local-dir:<out_dir>", pretrained=True)``, or with
+    ``timm.create_model(arch, num_classes=len(label_names))`` plus ``safetensors.torch.load_file`` and
+    ``load_state_dict``.
+
+    Returns:
+        The folder (``out_dir``).
+
+    Raises:
+        ModelFileError: the model is not a plain timm classifier (a head with a hidden layer).
+    """
+    if isinstance(model, BackboneWithHead) or not hasattr(model, "pretrained_cfg"):
+        raise ModelFileError(_LINEAR_ONLY)
+    if int(getattr(model, "num_classes", -1)) != len(label_names):
+        raise ValueError(f"The model has {getattr(model, 'num_classes', '?')} outputs but {len(label_names)} labels.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    preprocessing = {k: data_config[k] for k in keys if k in data_config}
+    model_config = {"label_names": list(label_names), "architecture": arch}
+    timm.models.save_for_hf(
+        model.cpu().eval(), str(out), model_config=model_config, safe_serialization=True, data_config=preprocessing
+    )
+    return out
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *, opset: int | None = None) -> Path:
+    """Write an ONNX file (one file, weights inside) with input ``input`` (B, C, H, W) and output ``logits``.
+
+    The batch axis is dynamic. Uses torch's default (dynamo) exporter and falls back to the TorchScript exporter if
+    that fails.
+
+    Args:
+        model: any classifier, e.g. from :func:`build_classifier`.
+        path: output file (``.onnx``).
+        input_size: (C, H, W), e.g. ``data_config["input_size"]``.
+        opset: ONNX opset; None lets the exporter choose (18+ for dynamo, which onnxruntime >= 1.16 runs).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    sample = torch.randn(2, *[int(s) for s in input_size])
+    names = {"input_names": ["input"], "output_names": ["logits"]}
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (sample,),
+                str(path),
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                external_data=False,
+                opset_version=opset,
+                verbose=False,
+                **names,
+            )
+    except Exception as e:  # the dynamo exporter rejects some models; the legacy one usually copes
+        _log.warning("Dynamo ONNX export failed (%s); using the TorchScript exporter.", e)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (sample,),
+                str(path),
+                dynamo=False,
+                opset_version=opset or 17,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                **names,
+            )
+    return path
+
+
+def save_head_checkpoint(head: HeadClassifier, path: str | Path) -> Path:
+    """Save a head in Lightning's checkpoint format (weights and primitive hyperparameters only, no Trainer)."""
+    return _save_lightning_checkpoint(head, path)
+
+
+def _save_lightning_checkpoint(module: pl.LightningModule, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+        "epoch": 0,
+        "global_step": 0,
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+def save_classifier_checkpoint(
+    classifier: nn.Module, path: str | Path, backbone: LoadedBackbone, label_names: Sequence[str]
+) -> Path:
+    """Save a whole classifier (from :func:`build_classifier`) as a :class:`FineTuneClassifier` checkpoint.
+
+    It loads with :func:`load_classifier_checkpoint` (or ``FineTuneClassifier.load_from_checkpoint(path)``) and can
+    resume training in fine-tune mode; architecture, classes, label names and preprocessing travel with it.
+    """
+    separate = isinstance(classifier, BackboneWithHead)
+    hidden = int(classifier.head.hparams.hidden) if separate else 0
+    module = FineTuneClassifier(
+        classifier,
+        arch=backbone.arch,
+        num_classes=len(label_names),
+        hidden=hidden,
+        label_names=list(label_names),
+        data_config=dict(backbone.data_config),
+    )
+    return _save_lightning_checkpoint(module, path)
+
+
+def load_classifier_checkpoint(path: str | Path) -> FineTuneClassifier:
+    """Load a checkpoint saved by :func:`save_classifier_checkpoint` or by a fine-tune run (weights-only, safe).
+
+    Raises:
+        ModelFileError: the file is missing, damaged, or not a classifier checkpoint of this app.
+    """
+    return _load_lightning_checkpoint(FineTuneClassifier, path, "classifier")
+
+
+def load_head_checkpoint(path: str | Path) -> HeadClassifier:
+    """Load a head saved by :func:`save_head_checkpoint` or ``trainer.save_checkpoint`` (weights-only, safe).
+
+    Raises:
+        ModelFileError: the file is missing, damaged, or not a head checkpoint of this app.
+    """
+    return _load_lightning_checkpoint(HeadClassifier, path, "head")
+
+
+def _load_lightning_checkpoint(cls: type[ModuleT], path: str | Path, what: str) -> ModuleT:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"The checkpoint '{path}' does not exist.")
+    try:
+        module = cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch/Lightning raise many types for damaged or foreign files
+        raise ModelFileError(
+            f"'{path.name}' is not a readable {what} checkpoint of this app (damaged, or saved by another program)."
+        ) from e
+    return module.eval()
