@@ -216,6 +216,9 @@ class FineTuneClassifier(pl.LightningModule):
         """Logits, shape (B, num_classes)."""
         return self.model(x)
 
+    def on_fit_start(self) -> None:
+        self.model.train()  # Lightning keeps the mode it finds; an injected model often comes in eval mode
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(
