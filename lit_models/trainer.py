@@ -23,6 +23,7 @@ _IGNORED_WARNINGS = (
     r".*smaller than the logging interval.*",
     r".*`training_step` returned `None`.*",
     r".*Total length of `.*` across ranks is zero.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
 )
 for _pattern in _IGNORED_WARNINGS:
     warnings.filterwarnings("ignore", message=_pattern)
