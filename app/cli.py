@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,18 +41,53 @@ def _simulate_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=20, help="labels added per round")
     p.add_argument("--budget", type=int, default=200, help="total labels")
     p.add_argument("--seeds", type=int, default=3, help="repetitions with different seeds")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm architecture (default: bundled)")
-    p.add_argument("--weights", help="local weights file for --backbone (.safetensors, .pth, .pt, .bin)")
+    p.add_argument(
+        "--backbone",
+        help="timm architecture (default: the one --weights names, else the bundled EfficientNet-Lite0)",
+    )
+    p.add_argument(
+        "--weights",
+        help="local model file or folder for --backbone: .safetensors, .pth/.pt/.bin state dict, .ckpt, timm export",
+    )
+    p.add_argument(
+        "--allow-torchscript",
+        action="store_true",
+        help="accept a TorchScript --weights file (opening one runs code from it: only for files you trust)",
+    )
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's own)")
     p.add_argument("--work-dir", help="keep the imported images and embeddings here to reuse them next time")
     p.add_argument("--out", help="write results JSON here (and a PNG plot beside it)")
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start each strategy but random from the app's cold-start pick (TypiClust) instead of random labels",
+    )
+    p.add_argument("--devices", type=int, default=1, help="processes (GPUs or CPU processes) to embed with")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines to embed with (needs torchrun or SLURM)")
+    p.add_argument(
+        "--dist-strategy",
+        default="auto",
+        help="Lightning strategy with several processes: auto (ddp_spawn on one machine), ddp_spawn, ddp",
+    )
     return p
 
 
 def _simulate(argv: Sequence[str]) -> int:
+    args = _simulate_parser().parse_args(argv)
+    if not args.weights:
+        return _run_simulation(args, args.backbone or "tf_efficientnet_lite0", None)
+    from app.engine.model_import import check_weights_file
+
+    with tempfile.TemporaryDirectory(prefix="alabel-weights-") as tmp:
+        # fail fast, before any image is imported: a refused file ends here with its one-line reason
+        arch, weights = check_weights_file(args.backbone, args.weights, args.allow_torchscript, Path(tmp))
+        print(f"Weights: {args.weights} ({arch}) loaded and checked.")
+        return _run_simulation(args, arch, weights)
+
+
+def _run_simulation(args: argparse.Namespace, backbone: str, weights: str | None) -> int:
     from app.engine.simulate import SimulationConfig, format_table, simulate
 
-    args = _simulate_parser().parse_args(argv)
     cfg = SimulationConfig(
         data=args.data,
         test=args.test,
@@ -60,11 +96,15 @@ def _simulate(argv: Sequence[str]) -> int:
         batch=args.batch,
         budget=args.budget,
         seeds=args.seeds,
-        backbone=args.backbone,
-        weights=args.weights,
+        backbone=backbone,
+        weights=weights,
         image_size=args.image_size,
         work_dir=args.work_dir,
         out=args.out,
+        cold_start=args.cold_start,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        dist_strategy=args.dist_strategy,
     )
     results = simulate(cfg)
     print(format_table(results))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import re
 import socket
 import threading
@@ -26,13 +25,11 @@ import torch
 from torch import nn
 
 from app.core.errors import BackboneError, ModelFileError
+from lit_models.model_files import WeightsFile, linear_classifier, match_keys, read_weights
 
 BUNDLED_ARCH = "tf_efficientnet_lite0"
 SOURCES = ("bundled", "hub", "file", "random")
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 _OFFLINE_HINT = "Use the bundled EfficientNet-Lite0, or choose a local weights file."
-_NESTED_KEYS = ("state_dict", "model", "model_state_dict", "module")
-_PREFIXES = ("module.", "model.", "_orig_mod.")
 _offline_lock = threading.Lock()
 
 
@@ -42,9 +39,9 @@ class BackboneSpec:
 
     Attributes:
         arch: timm architecture name; for ``source="hub"`` any name timm accepts (``resnet18.a1_in1k``,
-            ``hf-hub:owner/repo``).
+            ``hf-hub:owner/repo``); for ``source="file"`` empty means the architecture the file names.
         source: ``"bundled"`` (offline EfficientNet-Lite0 ImageNet weights), ``"hub"``, ``"file"`` or ``"random"``.
-        weights: path of a local ``.safetensors``/``.pth``/``.pt``/``.bin`` state dict (``source="file"`` only).
+        weights: a local model file or folder (``source="file"`` only): see :mod:`lit_models.model_files`.
         image_size: square input size fed to the model; None keeps the model's default (224 for Lite0).
     """
 
@@ -70,6 +67,28 @@ class BackboneSpec:
 
 
 @dataclass
+class SourceHead:
+    """The classifier a model came with, as the state of an equivalent ``HeadClassifier`` on ``model(x)``.
+
+    For a timm model whose classifier is a plain linear layer after global pooling, ``Linear(model(x))`` with the
+    classifier's weights gives the model's own logits.
+
+    Attributes:
+        state: ``HeadClassifier`` state dict: ``net.weight``/``net.bias``, or ``net.0.*``/``net.2.*`` when hidden > 0.
+        in_features: embedding width it takes.
+        num_classes: its outputs.
+        hidden: hidden layer width (0 = linear).
+        label_names: class names the source carries, else None.
+    """
+
+    state: dict[str, torch.Tensor]
+    in_features: int
+    num_classes: int
+    hidden: int = 0
+    label_names: list[str] | None = None
+
+
+@dataclass
 class LoadedBackbone:
     """A ready feature extractor.
 
@@ -80,7 +99,11 @@ class LoadedBackbone:
         arch: timm architecture name (for re-creating the model with a classifier at export).
         num_features: embedding width.
         data_config: timm data config (``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``, ...).
-        report: what was loaded: source, weights path, dropped/missing/unexpected keys.
+        report: what was loaded: source, weights path, file format, loaded/dropped/missing/unexpected keys; with
+            ``keep_classifier``, also ``classes`` (the source classifier's outputs, or None) and ``head_note`` (why
+            there is no usable source head, or "").
+        source_head: with ``keep_classifier``, the classifier the weights came with, when it is usable on
+            ``model(x)``; else None.
     """
 
     model: nn.Module
@@ -88,32 +111,48 @@ class LoadedBackbone:
     num_features: int
     data_config: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
+    source_head: SourceHead | None = None
 
 
-def load_backbone(spec: BackboneSpec) -> LoadedBackbone:
+def load_backbone(spec: BackboneSpec, *, keep_classifier: bool = False) -> LoadedBackbone:
     """Create the backbone a spec describes.
+
+    Args:
+        spec: what to load.
+        keep_classifier: also keep the source's own classifier as :attr:`LoadedBackbone.source_head`.
 
     Raises:
         BackboneError: unknown architecture or source, or a hub model that cannot be downloaded.
         ModelFileError: a weights file that is missing, unreadable, unsafe or for another architecture.
     """
+    head: SourceHead | str | None = None
     if spec.source == "bundled":
-        model, report = _bundled_model(num_classes=0), {"source": "bundled", "weights": _bundled_weights_path()}
+        model, report = _bundled_model(num_classes=1000 if keep_classifier else 0), {"source": "bundled"}
+        report["weights"] = _bundled_weights_path()
         arch = BUNDLED_ARCH
+        if keep_classifier:
+            head = _take_classifier(model)
     elif spec.source == "hub":
-        model, report = _hub_model(spec.arch), {"source": "hub", "weights": spec.arch}
+        model, report = _hub_model(spec.arch, keep_classifier), {"source": "hub", "weights": spec.arch}
         arch = _arch_of(model, spec.arch)
+        if keep_classifier:
+            head = _take_classifier(model)
     elif spec.source == "file":
         if not spec.weights:
             raise ModelFileError("Choose a weights file (.safetensors, .pth, .pt or .bin) for the local model.")
-        model = _create(spec.arch)
-        report = {"source": "file", "weights": str(spec.weights), **_load_weights_file(model, Path(spec.weights))}
-        arch = spec.arch
+        weights = read_weights(spec.weights)
+        arch = _file_arch(spec.arch, weights)
+        model = _create(arch)
+        report = {"source": "file", "weights": str(spec.weights), "format": weights.description}
+        report.update(_load_weights_file(model, weights))
+        if keep_classifier:
+            head = _file_head(model, weights)
     elif spec.source == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = _create(spec.arch)
         report, arch = {"source": "random", "weights": None}, spec.arch
+        head = "random weights have no trained classifier"
     else:
         raise BackboneError(f"Unknown backbone source '{spec.source}'. Choose one of: {', '.join(SOURCES)}.")
     # channels-last runs convolutions about 1.8x faster on CPU (measured: Lite0 at 224 px, 19 -> 36 img/s)
@@ -126,9 +165,22 @@ def load_backbone(spec: BackboneSpec) -> LoadedBackbone:
             raise BackboneError(f"'{arch}' only accepts {size} pixel images; leave the image size empty for it.")
         data_config["input_size"] = (3, int(spec.image_size), int(spec.image_size))
         data_config["crop_pct"] = 1.0
+    if keep_classifier:
+        report["classes"] = head.num_classes if isinstance(head, SourceHead) else _file_classes(head)
+        report["head_note"] = head if isinstance(head, str) else ""
     return LoadedBackbone(
-        model=model, arch=arch, num_features=int(model.num_features), data_config=data_config, report=report
+        model=model,
+        arch=arch,
+        num_features=_out_features(model),
+        data_config=data_config,
+        report=report,
+        source_head=head if isinstance(head, SourceHead) else None,
     )
+
+
+def list_architectures() -> list[str]:
+    """Every timm architecture, each followed by its pretrained tags (``resnet18``, ``resnet18.a1_in1k``, ...)."""
+    return sorted(set(timm.list_models()) | set(timm.list_models(pretrained=True)))
 
 
 def load_bundled_classifier() -> nn.Module:
@@ -194,7 +246,7 @@ def _create(arch: str, **kwargs: Any) -> nn.Module:
         raise BackboneError(f"timm could not create '{arch}': {e}") from e
 
 
-def _hub_model(name: str) -> nn.Module:
+def _hub_model(name: str, keep_classifier: bool = False) -> nn.Module:
     """``timm.create_model(name, pretrained=True)``; every failure becomes a BackboneError."""
     from huggingface_hub import errors as hub_errors
 
@@ -206,6 +258,8 @@ def _hub_model(name: str) -> nn.Module:
     offline = f"Could not download '{name}' from the Hugging Face hub (offline?). {_OFFLINE_HINT}"
     try:
         with _cache_only_when_unreachable():
+            if keep_classifier:
+                return timm.create_model(name, pretrained=True)
             return timm.create_model(name, pretrained=True, num_classes=0)
     except hub_errors.LocalEntryNotFoundError as e:
         raise BackboneError(offline) from e
@@ -257,92 +311,114 @@ def _arch_of(model: nn.Module, name: str) -> str:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read tensors from a safetensors or (weights-only) torch file; nested checkpoints and prefixes unwrapped."""
-    if not path.is_file():
-        raise ModelFileError(f"The weights file '{path}' does not exist. Choose an existing file.")
-    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+    """The tensors of a weights file, in file order (see :func:`lit_models.model_files.read_weights`)."""
+    return read_weights(path).tensors
+
+
+def _out_features(model: nn.Module) -> int:
+    """Width of ``model(x)`` without classifier (``head_hidden_size`` where a head layer widens it, as MobileNetV3)."""
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+def _base_arch(name: str) -> str:
+    return name.split(".", 1)[0].strip()
+
+
+def _file_arch(chosen: str, weights: WeightsFile) -> str:
+    """The architecture to build for a file: the one it names, or the one chosen; refuses a clash or a bare head."""
+    name = weights.path.name
+    if weights.format == "head_checkpoint":
         raise ModelFileError(
-            f"'{path.name}' is not a weights file this app reads. Use a {', '.join(WEIGHT_SUFFIXES)} file."
+            f"'{name}' holds only a classifier head, not a backbone. Import it together with the backbone it was "
+            "trained on, or choose a full model file."
         )
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(path), device="cpu")
-        except Exception as e:  # safetensors raises its own error type
-            raise ModelFileError(f"'{path.name}' is not a readable safetensors file (damaged or incomplete?).") from e
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise ModelFileError(
-                f"'{path.name}' contains Python objects besides weights, or is damaged; it was not loaded for "
-                "safety. Save a plain state dict (or a .safetensors file) and try again."
-            ) from e
-        except Exception as e:  # torch raises RuntimeError/EOFError/... on damaged files
-            raise ModelFileError(
-                f"'{path.name}' is not a readable PyTorch weights file (damaged or incomplete?)."
-            ) from e
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not any(torch.is_tensor(v) for v in obj.values()):
-            nested = next((obj[k] for k in _NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
-            if nested is None:
-                break
-            obj = nested
-    if not isinstance(obj, Mapping):
-        raise ModelFileError(f"'{path.name}' does not contain a state dict (a mapping of names to tensors).")
-    tensors = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
-    if not tensors:
-        raise ModelFileError(f"'{path.name}' contains no weight tensors.")
-    return _strip_prefixes(tensors)
-
-
-def _strip_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if all(k.startswith(prefix) for k in tensors):
-                tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
-                changed = True
-    return tensors
-
-
-def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("classifier") or ()
-    if isinstance(names, str):
-        names = (names,)
-    return tuple(f"{n}." for n in names)
-
-
-def _load_weights_file(model: nn.Module, path: Path) -> dict[str, Any]:
-    """Load a state dict into a classifier-less model; return what was dropped, missing or unexpected."""
-    tensors = _read_state_dict(path)
-    expected = model.state_dict()
-    heads = _classifier_prefixes(model)
-    dropped = sorted(k for k in tensors if k not in expected and k.startswith(heads))
-    tensors = {k: v for k, v in tensors.items() if k not in dropped}
-    mismatched = [
-        f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
-    if mismatched:
-        shown = "; ".join(mismatched[:5]) + (f"; and {len(mismatched) - 5} more" if len(mismatched) > 5 else "")
+    if weights.arch and chosen and not chosen.startswith("hf-hub:") and _base_arch(chosen) != _base_arch(weights.arch):
         raise ModelFileError(
-            f"'{path.name}' does not fit the '{model.pretrained_cfg.get('architecture', '?')}' architecture: {shown}. "
+            f"'{name}' holds a '{weights.arch}' model, not '{chosen}'. Choose '{weights.arch}' as the architecture."
+        )
+    arch = _base_arch(weights.arch or chosen or "")
+    if not arch:
+        raise ModelFileError(f"'{name}' does not say which architecture it is for. Choose the timm model name.")
+    return arch
+
+
+def _take_classifier(model: nn.Module) -> SourceHead | str:
+    """Move a created model's own linear classifier into a :class:`SourceHead`; the model keeps no classifier."""
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    labels = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
+    if isinstance(classifier, nn.Linear) and classifier.out_features > 0:
+        weight, bias = classifier.weight.detach().clone(), classifier.bias
+        bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().clone()
+        model.reset_classifier(0)
+        if weight.shape[1] == _out_features(model):
+            state = {"net.weight": weight, "net.bias": bias}
+            names = list(labels) if labels else _imagenet_names(model, int(weight.shape[0]))
+            return SourceHead(state, int(weight.shape[1]), int(weight.shape[0]), 0, names)
+        return f"its classifier takes {weight.shape[1]} features but the backbone gives {_out_features(model)}"
+    if hasattr(model, "reset_classifier"):
+        model.reset_classifier(0)
+    return "its classifier is not a plain linear layer after pooling"
+
+
+def _imagenet_names(model: nn.Module, num_classes: int) -> list[str] | None:
+    """Readable ImageNet class names for a model pretrained on an ImageNet subset timm knows, else None."""
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+
+        subset = infer_imagenet_subset(model)
+        if not subset:
+            return None
+        names = ImageNetInfo(subset).label_descriptions(as_dict=False)
+        return [str(n).split(",")[0] for n in names] if len(names) == num_classes else None
+    except Exception:  # an optional nicety: no names rather than an error
+        return None
+
+
+def _file_head(model: nn.Module, weights: WeightsFile) -> SourceHead | str:
+    """The file's classifier as a :class:`SourceHead` for ``model(x)``, or why there is none."""
+    width = _out_features(model)
+    if weights.head is not None:
+        linears = [k for k in weights.head if k.endswith(".weight")]
+        first, last = weights.head[sorted(linears)[0]], weights.head[sorted(linears)[-1]]
+        if first.shape[1] != width:
+            return f"its classifier head takes {first.shape[1]} features but the backbone gives {width}"
+        state = {k: v.detach().float().clone() for k, v in weights.head.items()}
+        return SourceHead(state, width, int(last.shape[0]), weights.head_hidden, weights.label_names)
+    found = linear_classifier(model, weights.tensors, width)
+    if isinstance(found, str):
+        return found
+    weight, bias = found
+    return SourceHead({"net.weight": weight, "net.bias": bias}, width, int(weight.shape[0]), 0, weights.label_names)
+
+
+def _file_classes(note: SourceHead | str | None) -> int | None:
+    return note.num_classes if isinstance(note, SourceHead) else None
+
+
+def _load_weights_file(model: nn.Module, weights: WeightsFile) -> dict[str, Any]:
+    """Load a file's tensors into a classifier-less model; return what was loaded, dropped, missing or unexpected."""
+    name = weights.path.name
+    arch = model.pretrained_cfg.get("architecture", "?")
+    match = match_keys(model, weights.tensors)
+    if match.mismatched:
+        shown = "; ".join(f"{k} {a} != {b}" for k, a, b in match.mismatched[:5])
+        more = len(match.mismatched) - 5
+        shown += f"; and {more} more" if more > 0 else ""
+        raise ModelFileError(
+            f"'{name}' does not fit the '{arch}' architecture: {shown}. "
             "Choose the architecture the weights were trained with."
         )
-    matched = [k for k in tensors if k in expected]
-    needed = [k for k in expected if not k.endswith("num_batches_tracked")]
-    missing = [k for k in needed if k not in tensors]
-    if not matched or len(missing) > len(needed) // 2:
+    needed = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    if not match.loaded or len(match.missing) > len(needed) // 2:
         raise ModelFileError(
-            f"'{path.name}' does not fit the '{model.pretrained_cfg.get('architecture', '?')}' architecture: "
-            f"{len(missing)} of its {len(needed)} weights are missing from the file. "
-            "Choose the architecture the weights were trained with."
+            f"'{name}' does not fit the '{arch}' architecture: {len(match.missing)} of its {len(needed)} weights "
+            "are missing from the file. Choose the architecture the weights were trained with."
         )
-    unexpected = sorted(k for k in tensors if k not in expected)
-    model.load_state_dict({k: v for k, v in tensors.items() if k in expected}, strict=False)
-    return {"loaded": len(matched), "dropped_classifier": dropped, "missing": missing, "unexpected": unexpected}
+    model.load_state_dict({k: weights.tensors[k] for k in match.loaded}, strict=False)
+    return {
+        "loaded": len(match.loaded),
+        "expected": len(model.state_dict()),
+        "dropped_classifier": match.dropped_classifier,
+        "missing": match.missing,
+        "unexpected": match.unexpected,
+    }

@@ -62,8 +62,12 @@ def image_dataloader(
     num_workers: int = 0,
     shuffle: bool = False,
     seed: int = 0,
+    drop_last: bool = False,
 ) -> DataLoader:
-    """A loader over image files; ``num_workers=0`` decodes in the calling process (safest inside a web app)."""
+    """A loader over image files; ``num_workers=0`` decodes in the calling process (safest inside a web app).
+
+    ``drop_last`` leaves out an incomplete last batch (training: a batch of one breaks batch norm).
+    """
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         ImagePathDataset(paths, transform, labels),
@@ -73,6 +77,7 @@ def image_dataloader(
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
         generator=generator,
+        drop_last=drop_last,
     )
 
 
@@ -92,6 +97,7 @@ class ImageDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        drop_last: bool = False,
     ) -> None:
         """Create the data module.
 
@@ -106,6 +112,7 @@ class ImageDataModule(pl.LightningDataModule):
             batch_size: images per batch.
             num_workers: decoding processes; 0 decodes in the calling process.
             seed: shuffling seed.
+            drop_last: leave out the incomplete last training batch (when there is more than one batch).
         """
         super().__init__()
         self.train_transform, self.eval_transform = train_transform, eval_transform
@@ -113,6 +120,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_paths, self.val_labels = list(val_paths), list(val_labels)
         self.predict_paths = list(predict_paths)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.drop_last = drop_last
 
     def train_dataloader(self) -> DataLoader:
         return image_dataloader(
@@ -123,6 +131,7 @@ class ImageDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             shuffle=True,
             seed=self.seed,
+            drop_last=self.drop_last and len(self.train_paths) > self.batch_size,
         )
 
     def val_dataloader(self) -> DataLoader | list:

@@ -1,17 +1,37 @@
-"""Embedding images with a frozen backbone through Lightning's ``predict`` (batched, device-aware)."""
+"""Embedding images with a frozen backbone through Lightning's ``predict`` (batched, device-aware, scalable).
+
+Fast path: each image is decoded, resized and cropped to ``uint8`` (cheap, and 4x less to move between loader
+processes); scaling and normalization run once per batch inside :class:`EmbeddingExtractor`. The result equals
+timm's float evaluation transform followed by the model, to float rounding.
+
+Scale-out: with ``devices`` > 1 or ``num_nodes`` > 1 the images are split across processes by Lightning's
+strategy (``"ddp_spawn"`` from a running program such as the app or a test; ``"ddp"`` under a launcher such as
+torchrun or SLURM). Each process writes its (index, vector) pairs to files in a shared directory through a
+``BasePredictionWriter``; the caller gets every vector back in the order of ``paths``.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import hashlib
+import shutil
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Dataset
 
 from lit_models.backbones import LoadedBackbone, eval_transform
 from lit_models.callbacks import ProgressFn
-from lit_models.data import image_dataloader
+from lit_models.data import ImagePathDataset, image_dataloader
 from lit_models.modules import EmbeddingExtractor
 from lit_models.trainer import quiet_trainer
 
@@ -25,33 +45,239 @@ def embed_paths(
     progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
     accelerator: str = "auto",
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    shared_dir: str | Path | None = None,
 ) -> np.ndarray:
     """Pooled backbone features of image files, in the order given.
 
     Args:
         backbone: the feature extractor and its data config (input size, normalization).
         paths: image files; decoded with ``app.core.images.load_rgb``.
-        batch_size: images per forward pass.
-        num_workers: decoding processes (``data.default_num_workers()`` is a good value outside tests).
-        progress: called with (fraction, message) after every batch.
-        stop_event: set it from another thread to stop; the call then raises ``callbacks.Cancelled``.
-        accelerator: Lightning accelerator; ``"auto"`` uses a GPU when present.
+        batch_size: images per forward pass (per process).
+        num_workers: decoding processes per embedding process (``data.default_num_workers()`` is a good value
+            outside tests; 0 decodes in the calling thread, the safest inside a web app).
+        progress: called with (fraction, message) after every batch (single process only; with several
+            processes it is called at the start and the end).
+        stop_event: set it from another thread to stop; the call then raises ``callbacks.Cancelled`` (single
+            process only).
+        accelerator: Lightning accelerator; ``"auto"`` uses a GPU when present, ``"cpu"`` forces the CPU.
+        devices: processes (GPUs, or CPU processes with ``accelerator="cpu"``) per node.
+        num_nodes: machines; more than one needs a cluster launcher (torchrun, SLURM) and a ``shared_dir``.
+        strategy: Lightning strategy when ``devices * num_nodes > 1``: ``"ddp_spawn"`` inside a running program,
+            ``"ddp"`` under a launcher; ``"auto"`` picks ``"ddp_spawn"`` for several devices on one node.
+        shared_dir: directory every process can write to (default: a temporary one, fine on one machine).
 
     Returns:
         float32 array of shape (len(paths), backbone.num_features).
     """
     if len(paths) == 0:
         return np.zeros((0, backbone.num_features), dtype=np.float32)
-    loader = image_dataloader(
-        paths, eval_transform(backbone.data_config), batch_size=batch_size, num_workers=num_workers
-    )
+    transform, mean, std = uint8_transform(backbone.data_config)
+    extractor = EmbeddingExtractor(backbone.model, mean=mean, std=std)
     backbone.model.eval()
     device = next(backbone.model.parameters()).device
-    trainer = quiet_trainer(progress=progress, stop_event=stop_event, accelerator=accelerator, inference_mode=True)
     try:
-        with torch.inference_mode():
-            batches = trainer.predict(EmbeddingExtractor(backbone.model), dataloaders=loader)
+        with _reusable_heap():
+            if devices * num_nodes > 1:
+                return _embed_distributed(
+                    extractor, paths, transform, backbone.num_features, batch_size=batch_size,
+                    num_workers=num_workers, progress=progress, accelerator=accelerator, devices=devices,
+                    num_nodes=num_nodes, strategy=strategy, shared_dir=shared_dir,
+                )  # fmt: skip
+            loader = image_dataloader(paths, transform, batch_size=batch_size, num_workers=num_workers)
+            trainer = quiet_trainer(
+                progress=progress, stop_event=stop_event, accelerator=accelerator, inference_mode=True
+            )
+            with torch.inference_mode():
+                batches = trainer.predict(extractor, dataloaders=loader)
+            features = torch.cat([b.detach().to("cpu", torch.float32) for b in batches or []])
+            return features.numpy()
     finally:
         backbone.model.to(device)  # Lightning may have moved it to a GPU: keep the backbone where it was
-    features = torch.cat([b.detach().to("cpu", torch.float32) for b in batches or []])
-    return features.numpy()
+
+
+def uint8_transform(data_config: dict[str, Any]) -> tuple[Any, tuple[float, ...] | None, tuple[float, ...] | None]:
+    """timm's evaluation transform without its float conversion: PIL image -> uint8 tensor (3, H, W).
+
+    Returns:
+        (transform, mean, std): give mean and std to :class:`EmbeddingExtractor`, which scales and normalizes each
+        batch. When the timm transform does not end in the usual to-tensor + normalize steps, the full float
+        transform is returned with mean and std None (nothing left to do per batch).
+    """
+    from torchvision import transforms as T
+
+    full = eval_transform(data_config)
+    steps = list(getattr(full, "transforms", []))
+    if len(steps) < 2 or type(steps[-1]).__name__ != "Normalize" or "ToTensor" not in type(steps[-2]).__name__:
+        return full, None, None
+    norm = steps[-1]
+    mean = tuple(float(v) for v in torch.as_tensor(norm.mean).reshape(-1))
+    std = tuple(float(v) for v in torch.as_tensor(norm.std).reshape(-1))
+    return T.Compose([*steps[:-2], T.PILToTensor()]), mean, std
+
+
+class _Indexed(Dataset):
+    """Items of a dataset together with their index: (item, index)."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.base[index], index
+
+
+class _IndexedVectorWriter(BasePredictionWriter):
+    """Writes each batch's (indices, vectors) to ``<directory>/part-<rank>-<batch>.npz``.
+
+    Under a launcher that runs this code in every process (``"ddp"``), every rank also gathers all parts at the
+    end (between two barriers) into ``result``; with spawned processes the caller gathers after they finish.
+    """
+
+    def __init__(self, directory: Path, n: int, dim: int) -> None:
+        super().__init__(write_interval="batch")
+        self.directory = str(directory)
+        self.n, self.dim = n, dim
+        self.result: np.ndarray | None = None
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        index = batch[1].detach().cpu().numpy().astype(np.int64)
+        vectors = prediction.detach().to("cpu", torch.float32).numpy()
+        name = Path(self.directory) / f"part-{trainer.global_rank:05d}-{dataloader_idx}-{batch_idx:07d}.npz"
+        np.savez(name, index=index, vectors=vectors)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if _spawned(trainer):
+            return  # spawned or forked processes: the launching process gathers once they have all finished
+        trainer.strategy.barrier("embeddings-written")
+        self.result = gather_parts(Path(self.directory), self.n, self.dim)
+        trainer.strategy.barrier("embeddings-read")
+        if trainer.global_rank == 0:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _spawned(trainer: pl.Trainer) -> bool:
+    """Whether this run's processes were started by Lightning from the calling process (spawn or fork)."""
+    return type(trainer.strategy.launcher).__name__ == "_MultiProcessingLauncher"
+
+
+def gather_parts(directory: Path, n: int, dim: int) -> np.ndarray:
+    """Every (index, vector) pair written to `directory`, as an (n, dim) array in index order.
+
+    Raises:
+        RuntimeError: some index has no vector (a process failed or wrote elsewhere).
+    """
+    out = np.zeros((n, dim), dtype=np.float32)
+    seen = np.zeros(n, dtype=bool)
+    for part in sorted(Path(directory).glob("part-*.npz")):
+        with np.load(part) as data:
+            out[data["index"]] = data["vectors"]
+            seen[data["index"]] = True
+    if not seen.all():
+        raise RuntimeError(
+            f"{int((~seen).sum())} of {n} images got no embedding from the worker processes; "
+            "check that every process can write to the shared directory."
+        )
+    return out
+
+
+def _embed_distributed(
+    extractor: EmbeddingExtractor,
+    paths: Sequence[str | Path],
+    transform: Any,
+    dim: int,
+    *,
+    batch_size: int,
+    num_workers: int,
+    progress: ProgressFn | None,
+    accelerator: str,
+    devices: int,
+    num_nodes: int,
+    strategy: str,
+    shared_dir: str | Path | None,
+) -> np.ndarray:
+    if strategy == "auto" and num_nodes == 1:
+        strategy = "ddp_spawn"  # works from any running program; "ddp" would re-run the whole command per process
+    base = Path(shared_dir) if shared_dir is not None else Path(tempfile.gettempdir())
+    # every process of a launcher-started run must find the same directory: name it after the work itself
+    digest = hashlib.sha1("\n".join(str(p) for p in paths).encode() + str(dim).encode()).hexdigest()[:16]
+    directory = base / f"alabel-embed-{digest}"
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = _IndexedVectorWriter(directory, len(paths), dim)
+    loader = DataLoader(
+        _Indexed(ImagePathDataset(paths, transform)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+    if progress is not None:
+        progress(0.0, f"Embedding on {devices * num_nodes} processes")
+    trainer = quiet_trainer(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+        inference_mode=True, callbacks=[writer],
+    )  # fmt: skip
+    try:
+        trainer.predict(extractor, dataloaders=loader, return_predictions=False)
+        result = writer.result if writer.result is not None else gather_parts(directory, len(paths), dim)
+    finally:
+        if writer.result is None or trainer.global_rank == 0:
+            shutil.rmtree(directory, ignore_errors=True)
+    if progress is not None:
+        progress(1.0, "Embeddings ready")
+    return result
+
+
+_M_TOP_PAD = -2  # glibc mallopt parameter
+_DEFAULT_TOP_PAD = 128 * 1024
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@contextmanager
+def _reusable_heap() -> Iterator[None]:
+    """Keep freed heap memory mapped while embedding, then hand it back (glibc only; a no-op elsewhere).
+
+    A forward pass frees and reallocates hundreds of MB of activations per batch. glibc returns the top of the
+    heap to the kernel after each free, so every batch page-faults the same memory back in: on two cores that
+    cost more system time than the convolutions (measured: 3.4M page faults and 9 s of system time for 256
+    images at 224 px, against 0.7M and 2 s with the padding). ``M_TOP_PAD`` of 1 GB keeps it; ``malloc_trim``
+    returns it at the end so the app does not keep the peak.
+    """
+    global _heap_users
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    with _heap_lock:
+        _heap_users += 1
+        libc.mallopt(_M_TOP_PAD, 1 << 30)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                libc.mallopt(_M_TOP_PAD, _DEFAULT_TOP_PAD)
+                libc.malloc_trim(0)

@@ -20,12 +20,32 @@ def _inputs(batch: Any) -> torch.Tensor:
 
 
 class EmbeddingExtractor(pl.LightningModule):
-    """Runs a backbone (``model(x)`` -> pooled features) over images in ``trainer.predict``."""
+    """Runs a backbone (``model(x)`` -> pooled features) over images in ``trainer.predict``.
 
-    def __init__(self, model: nn.Module) -> None:
-        """Wrap a backbone; it is used as is (not copied, not trained)."""
+    Batches may be float tensors (already normalized) or ``uint8`` tensors (0-255, straight from the image), which
+    are scaled to [0, 1] and normalized with ``mean`` / ``std`` here, once per batch.
+    """
+
+    def __init__(
+        self, model: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ) -> None:
+        """Wrap a backbone; it is used as is (not copied, not trained).
+
+        Args:
+            model: the backbone.
+            mean: per-channel mean of the normalization applied to ``uint8`` batches (timm's data config).
+            std: per-channel standard deviation of that normalization.
+        """
         super().__init__()
         self.model = model
+        scale = torch.full((1, 3, 1, 1), 1.0 / 255.0)
+        shift = torch.zeros((1, 3, 1, 1))
+        if mean is not None and std is not None:
+            m = torch.tensor([float(v) for v in mean]).reshape(1, -1, 1, 1)
+            s = torch.tensor([float(v) for v in std]).reshape(1, -1, 1, 1)
+            scale, shift = scale / s, m / s  # (x / 255 - mean) / std = x * scale - shift
+        self.register_buffer("_scale", scale, persistent=False)
+        self.register_buffer("_shift", shift, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -34,6 +54,8 @@ class EmbeddingExtractor(pl.LightningModule):
         x = _inputs(batch)
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        if x.dtype == torch.uint8:
+            x = x.float().mul_(self._scale).sub_(self._shift)
         return self(x).float()
 
 

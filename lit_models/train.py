@@ -45,6 +45,7 @@ def train_head(
     lr: float | None = None,
     weight_decay: float = 1e-3,
     balanced: bool = True,
+    standardize: bool = True,
     batch_size: int | None = None,
     seed: int = 0,
     x_val: np.ndarray | None = None,
@@ -67,6 +68,10 @@ def train_head(
         lr: learning rate; None picks a default for the optimizer.
         weight_decay: L2 penalty on the weights.
         balanced: weight the loss so every present class counts equally (against class imbalance).
+        standardize: train on z-scored features (mean and standard deviation of `x`), then fold the scaling into
+            the first layer, so the head still takes raw embeddings and exports as a plain linear classifier.
+            The L2 penalty then treats every feature alike; on digits with Lite0 features this adds 1.5-3 points
+            of accuracy at 20-200 labels (docs/benchmarks.md).
         batch_size: rows per batch for AdamW; None = full batch. L-BFGS always uses the full batch.
         seed: initialization and shuffling seed.
         x_val: optional validation embeddings; ``val_loss``/``val_acc`` then end up in ``head.val_metrics``.
@@ -96,12 +101,16 @@ def train_head(
         optimizer=optimizer,
     )
     _seeded_init(head, seed)
-    data = EmbeddingDataModule(x, y, batch_size=None if optimizer == "lbfgs" else batch_size, seed=seed)
+    shift, scale = _standardizer(x) if standardize else (None, None)
+    x_fit = x if shift is None else (x - shift) * scale
+    data = EmbeddingDataModule(x_fit, y, batch_size=None if optimizer == "lbfgs" else batch_size, seed=seed)
     trainer = quiet_trainer(
         progress=progress, stop_event=stop_event, accelerator="cpu", max_epochs=head.hparams.max_epochs
     )
     with _one_thread():
         trainer.fit(head, datamodule=data)
+    if shift is not None:
+        _fold_standardizer(head, shift, scale)
     if x_val is not None and y_val is not None and len(x_val) > 0:
         loader = DataLoader(embedding_dataset(x_val, y_val), batch_size=len(x_val))
         (metrics,) = trainer.validate(head, dataloaders=loader, verbose=False)
@@ -125,6 +134,26 @@ def predict_proba(head: HeadClassifier, x: np.ndarray, batch_size: int = 65536) 
         logits = head(chunk) if linear is None else torch.addmm(linear[1], chunk, linear[0].T)
         out[start : start + len(chunk)] = logits.softmax(dim=1).numpy()
     return out
+
+
+STANDARDIZE_EPS = 0.3  # added to each feature's std, as a share of the mean std: near-constant features stay tame
+
+
+def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (shift, scale) so that ``(x - shift) * scale`` has zero mean and about unit variance."""
+    std = x.std(axis=0)
+    eps = STANDARDIZE_EPS * float(std.mean()) or 1.0
+    return x.mean(axis=0), (1.0 / (std + eps)).astype(np.float32)
+
+
+@torch.no_grad()
+def _fold_standardizer(head: HeadClassifier, shift: np.ndarray, scale: np.ndarray) -> None:
+    """Make a head trained on ``(x - shift) * scale`` take raw ``x``: W' = W * scale, b' = b - W' @ shift."""
+    first = next(m for m in head.net.modules() if isinstance(m, nn.Linear))
+    s = torch.from_numpy(np.asarray(scale, dtype=np.float32)).to(first.weight)
+    m = torch.from_numpy(np.asarray(shift, dtype=np.float32)).to(first.weight)
+    first.weight.mul_(s)
+    first.bias.sub_(first.weight @ m)
 
 
 @contextmanager

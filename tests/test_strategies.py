@@ -357,3 +357,27 @@ def test_bad_arguments_are_rejected():
         select_batch("diversity", 2, probs=ROWS, pool_emb=None, labeled_emb=None)
     with pytest.raises(ValueError, match="width"):
         select_batch("diversity", 2, probs=None, pool_emb=np.zeros((4, 3)), labeled_emb=np.zeros((1, 5)))
+
+
+@pytest.mark.parametrize("name", [*STRATEGIES, None])
+def test_pool_rows_of_a_bigger_float16_matrix_select_like_the_copied_pool(name):
+    rng = np.random.default_rng(1)
+    everything = rng.normal(size=(400, 300)).astype(np.float16)  # e.g. the project's memory-mapped cache
+    pool_rows = np.sort(rng.choice(400, size=250, replace=False))
+    labeled = everything[np.setdiff1d(np.arange(400), pool_rows)[:20]]
+    probs = None if name is None else rng.dirichlet(np.ones(3), size=250)
+    strategy = name or DEFAULT_STRATEGY  # None: no model yet, a cold start
+    copied = select_batch(strategy, 9, probs=probs, pool_emb=everything[pool_rows], labeled_emb=labeled, seed=2)
+    lazy = select_batch(strategy, 9, probs=probs, pool_emb=everything, pool_rows=pool_rows, labeled_emb=labeled, seed=2)
+    assert lazy.strategy == copied.strategy
+    assert lazy.indices.tolist() == copied.indices.tolist()
+    np.testing.assert_allclose(lazy.scores, copied.scores, rtol=1e-5)
+
+
+def test_pool_rows_must_be_rows_of_pool_emb():
+    with pytest.raises(ValueError, match="rows of pool_emb"):
+        select_batch("margin", 2, probs=np.full((2, 2), 0.5), pool_emb=np.zeros((3, 2)), labeled_emb=None,
+                     pool_rows=np.array([0, 5]))  # fmt: skip
+    with pytest.raises(ValueError, match="same pool"):
+        select_batch("margin", 2, probs=np.full((3, 2), 0.5), pool_emb=np.zeros((9, 2)), labeled_emb=None,
+                     pool_rows=np.array([0, 1]))  # fmt: skip

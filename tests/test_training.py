@@ -266,3 +266,18 @@ def test_fine_tune_smoke(digit_pngs: list[Path], tiny_backbone) -> None:
     assert probs.shape == (5, 10)
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(5))
     assert module.features(torch.zeros(2, 3, 32, 32)).shape == (2, tiny_backbone.num_features)
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_standardized_head_is_trained_on_z_scores_and_takes_raw_embeddings(hidden):
+    from lit_models.train import _standardizer
+
+    x, y = _blobs(40, spread=2.0)
+    x = x * np.geomspace(1e-2, 1e2, x.shape[1]).astype(np.float32)  # features on wildly different scales
+    x_test = x[::3] + 0.1
+    shift, scale = _standardizer(x)
+    head = train_head(x, y, 4, hidden=hidden, seed=3)
+    on_z = train_head((x - shift) * scale, y, 4, hidden=hidden, seed=3, standardize=False)
+    np.testing.assert_allclose(predict_proba(head, x_test), predict_proba(on_z, (x_test - shift) * scale), atol=1e-4)
+    scaled = train_head(x * 100.0, y, 4, hidden=hidden, seed=3)  # one unit change of every feature: same model
+    np.testing.assert_allclose(predict_proba(scaled, x_test * 100.0), predict_proba(head, x_test), atol=1e-4)

@@ -290,14 +290,15 @@ def test_import_model_makes_a_project_on_the_file(ui: Handlers, tmp_path: Path) 
     weights = tmp_path / "my_model.safetensors"
     save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), str(weights))
     with pytest.raises(gr.Error) as err:
-        ui.import_model("mine", CUSTOM, "test_efficientnet", 3, "", None)
-    assert "model file" in message_of(err)
-    name, view = ui.import_model("mine", CUSTOM, "test_efficientnet", 3, "", str(weights))
+        ui.import_model("mine", "", 3, "", None)
+    assert "Choose a model" in message_of(err)
+    name, view, report = ui.import_model("mine", "test_efficientnet", 3, "", str(weights))
     session = registry.get(ui.projects_dir, name)
     assert view.labels == ["class 1", "class 2", "class 3"]
     assert session.settings.backbone_source == "file" and session.settings.backbone == "test_efficientnet"
     copied = Path(session.settings.weights)
     assert copied.is_file() and copied.is_relative_to(ui.projects_dir / "mine")
+    assert "Model check passed" in report and "new head" in report  # the file has no classifier
 
 
 def test_poll_without_a_project_only_updates_the_status(ui: Handlers) -> None:
@@ -309,7 +310,7 @@ def test_page_has_the_named_buttons_and_hotkey_targets(tmp_path: Path) -> None:
     demo = build_demo(tmp_path / "projects", model_choices=MODELS, base_settings=TINY)
     blocks = demo.blocks.values()
     buttons = {b.value for b in blocks if isinstance(b, gr.Button)}
-    assert {"Start Project", "Submit Label", "Save Checkpoint", "Import Model", "Add Label"} <= buttons
+    assert {"Start Project", "Submit Label", "Save Checkpoint", "Import Model", "Verify Model", "Add Label"} <= buttons
     assert {"Skip", "Undo", "Load Checkpoint"} <= buttons
     ids = {b.elem_id for b in blocks if getattr(b, "elem_id", None)}
     for target in ("al-submit", "al-skip", "al-undo", "al-prev", "al-next", "al-labels", "al-panel"):
@@ -319,7 +320,8 @@ def test_page_has_the_named_buttons_and_hotkey_targets(tmp_path: Path) -> None:
 def test_a_failing_round_reaches_the_page(ui: Handlers, digit_files: list[Path], tmp_path: Path) -> None:
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"this is not a model file")
-    name, _ = ui.import_model("broken", CUSTOM, "test_efficientnet", 2, "a, b", str(bad))
+    settings = TINY.replace(backbone_source="file", weights=str(bad))  # Import Model would refuse it at once
+    name, _ = ui.start_project("broken", "a, b", settings)
     ui.import_images(name, "c1", [str(f) for f in digit_files[:6]], [], False)
     session = registry.get(ui.projects_dir, name)
     status = session.jobs.wait("round", timeout=60)

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 MODES = ("fast", "finetune")
+FINETUNE_EPOCHS = 3  # passes over the labeled images per fine-tune round when max_epochs is None
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -28,8 +29,14 @@ class ProjectSettings:
         min_val: fewest held-out images before accuracy is reported.
         mode: "fast" trains a head on cached embeddings; "finetune" trains the whole backbone.
         head_hidden: hidden units of the head; 0 means a linear head (exportable to plain timm).
-        max_epochs: training epochs per round; None picks the optimizer default (10 L-BFGS passes for the head).
+        max_epochs: training epochs per round; None picks a default: 10 L-BFGS passes for the head in fast mode,
+            3 passes over the labeled images for the whole model in fine-tune mode (where the head's linear probe
+            before it always uses its own default).
         seed: random seed for splits, training and selection.
+        devices: processes per machine for embedding and fine-tuning (GPUs, or CPU processes); 1 = in-process.
+        num_nodes: machines for embedding and fine-tuning (more than one needs a cluster launcher: torchrun, SLURM).
+        dist_strategy: Lightning strategy when devices x num_nodes > 1: "auto", "ddp_spawn" (from the app) or
+            "ddp" (under a launcher).
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -44,6 +51,9 @@ class ProjectSettings:
     head_hidden: int = 0
     max_epochs: int | None = None
     seed: int = 0
+    devices: int = 1
+    num_nodes: int = 1
+    dist_strategy: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +65,15 @@ class ProjectSettings:
             raise ValueError(f"Unknown training mode '{self.mode}'; choose one of {', '.join(MODES)}.")
         if self.image_size is not None and self.image_size < 16:
             raise ValueError("The image size must be at least 16 pixels.")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ValueError("devices and num_nodes must be at least 1.")
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise ValueError("The number of training epochs must be at least 1 (or empty for the default).")
+
+    @property
+    def finetune_epochs(self) -> int:
+        """Passes over the labeled images when fine-tuning the whole model."""
+        return FINETUNE_EPOCHS if self.max_epochs is None else int(self.max_epochs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, ready for JSON or YAML."""

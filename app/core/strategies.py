@@ -75,33 +75,55 @@ class Selection:
 
 
 def reduce_dims(
-    pool_emb: np.ndarray, *others: np.ndarray, max_dims: int = REDUCED_DIMS, seed: int = 0
+    pool_emb: np.ndarray,
+    *others: np.ndarray,
+    max_dims: int = REDUCED_DIMS,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Projects embeddings onto the pool's top principal components when they are wide.
 
     Nothing changes (apart from a float32 cast) unless the width exceeds `REDUCE_ABOVE` and the pool has more
-    than `max_dims` rows. `others` (for example labeled embeddings) go through the same projection.
+    than `max_dims` rows. `others` (for example labeled embeddings) go through the same projection. The pool is
+    read block by block, so a float16 memory map or a bigger matrix indexed by `rows` is never copied whole.
+
+    Args:
+        pool_emb: pool embeddings (N, D), or a bigger matrix whose `rows` form the pool.
+        others: more embeddings to project the same way.
+        max_dims: components to keep.
+        seed: seed of the PCA fit's row sample and randomized SVD.
+        rows: rows of `pool_emb` that form the pool, in pool order; None = every row.
 
     Returns:
         The pool followed by `others`, as float32 arrays.
     """
-    arrays = [np.asarray(a, dtype=np.float32) for a in (pool_emb, *others)]
-    n, d = arrays[0].shape
+    n = pool_emb.shape[0] if rows is None else len(rows)
+    d = pool_emb.shape[1]
+
+    def pool_block(start: int, stop: int) -> np.ndarray:
+        block = pool_emb[start:stop] if rows is None else pool_emb[rows[start:stop]]
+        return np.asarray(block, dtype=np.float32)
+
+    extra = [np.asarray(a, dtype=np.float32) for a in others]
     if d <= REDUCE_ABOVE or n <= max_dims:
-        return arrays
+        return [pool_block(0, n), *extra]
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(n, PCA_FIT_ROWS), replace=False))
+    fit = np.sort(rng.choice(n, size=min(n, PCA_FIT_ROWS), replace=False))
+    sample = np.asarray(pool_emb[fit if rows is None else rows[fit]], dtype=np.float32)
     pca = PCA(n_components=max_dims, svd_solver="randomized", iterated_power=3, random_state=seed)
     with threadpool_limits(limits=1, user_api="blas"):  # threaded QR/SVD of thin matrices crawls on a busy CPU
-        pca.fit(arrays[0][rows])
+        pca.fit(sample)
     comps = pca.components_.astype(np.float32).T
     shift = (pca.mean_.astype(np.float32) @ comps)[None, :]
-    out = []
-    for a in arrays:
-        proj = np.empty((a.shape[0], max_dims), dtype=np.float32)
+    proj = np.empty((n, max_dims), dtype=np.float32)
+    for s in range(0, n, _ROW_BLOCK):
+        proj[s : s + _ROW_BLOCK] = pool_block(s, s + _ROW_BLOCK) @ comps - shift
+    out = [proj]
+    for a in extra:
+        p = np.empty((a.shape[0], max_dims), dtype=np.float32)
         for s in range(0, a.shape[0], _ROW_BLOCK):
-            proj[s : s + _ROW_BLOCK] = a[s : s + _ROW_BLOCK] @ comps - shift
-        out.append(proj)
+            p[s : s + _ROW_BLOCK] = a[s : s + _ROW_BLOCK] @ comps - shift
+        out.append(p)
     return out
 
 
@@ -188,10 +210,12 @@ def _nothing_to_pick(k: int, n: int) -> bool:
     return k == 0 or n == 0
 
 
-def _prepare(pool_emb: np.ndarray, labeled_emb: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _prepare(
+    pool_emb: np.ndarray, labeled_emb: np.ndarray | None, seed: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     if labeled_emb is None or len(labeled_emb) == 0:
-        return reduce_dims(pool_emb, seed=seed)[0], None
-    x, lab = reduce_dims(pool_emb, labeled_emb, seed=seed)
+        return reduce_dims(pool_emb, seed=seed, rows=rows)[0], None
+    x, lab = reduce_dims(pool_emb, labeled_emb, seed=seed, rows=rows)
     return x, lab
 
 
@@ -299,14 +323,16 @@ def typical_clusters(
     return _typical(*_prepare(pool_emb, labeled_emb, seed), k, seed)[0]
 
 
-def _margin_diverse(probs: np.ndarray, pool_emb: np.ndarray | None, k: int, seed: int) -> tuple[np.ndarray, str]:
+def _margin_diverse(
+    probs: np.ndarray, pool_emb: np.ndarray | None, k: int, seed: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
     """Margin pre-filter, then one highest-margin item per KMeans cluster (Zhdanov 2019; Citovsky et al. 2021)."""
     scores = margin(probs)
     n_cand = min(len(scores), max(10 * k, 100))
     if pool_emb is None or n_cand <= k:
         return top_k(scores, k), "margin" if pool_emb is None else "margin_diverse"
     cand = top_k(scores, n_cand)  # highest margin first, ties by lower index
-    xc = reduce_dims(np.asarray(pool_emb)[cand], seed=seed)[0]
+    xc = reduce_dims(pool_emb[cand if rows is None else rows[cand]], seed=seed)[0]
     labels, _ = _cluster(xc, k, seed, weights=scores[cand] + 1e-6)
     _, first = np.unique(labels, return_index=True)  # first position in `cand` order = highest margin in cluster
     picked = set(first.tolist())
@@ -334,6 +360,7 @@ def select_batch(
     pool_emb: np.ndarray | None,
     labeled_emb: np.ndarray | None,
     seed: int = 0,
+    pool_rows: np.ndarray | None = None,
 ) -> Selection:
     """Picks the next `min(k, N)` pool items to label.
 
@@ -348,6 +375,10 @@ def select_batch(
         pool_emb: pool embeddings, (N, D), or None.
         labeled_emb: embeddings of labeled images, (L, D), or None.
         seed: makes every random choice repeatable.
+        pool_rows: when given, `pool_emb` is a bigger matrix (say every image of a project, float16 memory map
+            or float32) and these of its rows form the pool, in the order of `probs`; N = len(pool_rows). The
+            rows are read as needed, so a 100k x 1280 pool is never copied. Returned indices stay positions in
+            the pool (in `pool_rows`), not rows of `pool_emb`.
 
     Raises:
         ValueError: unknown strategy, k < 1, mismatched shapes, or no array to know the pool from.
@@ -359,13 +390,21 @@ def select_batch(
         raise ValueError(f"The batch size must be at least 1; got {k}.")
     p = None if probs is None else as_probs(probs)
     emb, lab = _as_matrix(pool_emb, "pool_emb"), _as_matrix(labeled_emb, "labeled_emb")
+    rows = None
+    if pool_rows is not None:
+        rows = np.asarray(pool_rows, dtype=np.int64).reshape(-1)
+        if emb is None:
+            raise ValueError("pool_rows needs pool_emb: they name rows of it.")
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(emb)):
+            raise ValueError(f"pool_rows must be rows of pool_emb (0..{len(emb) - 1}).")
     if p is None and emb is None:
         raise ValueError("select_batch needs probs or pool_emb to know how many images are in the pool.")
-    if p is not None and emb is not None and len(p) != len(emb):
-        raise ValueError(f"probs has {len(p)} rows but pool_emb has {len(emb)}; they must describe the same pool.")
+    n_emb = None if emb is None else (len(emb) if rows is None else len(rows))
+    if p is not None and n_emb is not None and len(p) != n_emb:
+        raise ValueError(f"probs has {len(p)} rows but pool_emb has {n_emb}; they must describe the same pool.")
     if emb is not None and lab is not None and len(lab) and lab.shape[1] != emb.shape[1]:
         raise ValueError(f"labeled_emb has width {lab.shape[1]} but pool_emb has {emb.shape[1]}; use one backbone.")
-    n = len(p) if p is not None else len(emb)
+    n = len(p) if p is not None else n_emb
     if n == 0:
         raise EmptyPoolError(
             "There are no unlabeled images left to pick from. Add more images, or train and export with the labels "
@@ -378,13 +417,13 @@ def select_batch(
         idx = np.random.default_rng(seed).choice(n, size=k, replace=False).astype(np.int64)
         return Selection(idx, np.full(k, np.nan), "random")
     if strategy == "diversity":
-        idx, dists = _k_center(*_prepare(emb, lab, seed), k)
+        idx, dists = _k_center(*_prepare(emb, lab, seed, rows), k)
         return Selection(idx, dists, strategy)
     if p is None:
-        idx, typ = _typical(*_prepare(emb, lab, seed), k, seed)
+        idx, typ = _typical(*_prepare(emb, lab, seed, rows), k, seed)
         return Selection(idx, typ, COLD_START)
     if strategy == "margin_diverse":
-        idx, ran = _margin_diverse(p, emb, k, seed)
+        idx, ran = _margin_diverse(p, emb, k, seed, rows)
         return Selection(idx, margin(p)[idx], ran)
     scores = _SCORERS[strategy](p)
     idx = top_k(scores, k)

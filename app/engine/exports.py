@@ -122,7 +122,7 @@ def model_export(model: ModelState, kind: str, out_dir: Path) -> Path:
     """
     from lit_models.export import build_classifier, export_onnx, save_classifier_checkpoint, save_safetensors
 
-    backbone = model.backbone()
+    backbone = model.current_backbone()  # the fine-tuned one in fine-tune mode
     classifier = build_classifier(backbone, model.head, model.label_names)
     if kind == "ckpt":
         return save_classifier_checkpoint(classifier, out_dir / "model.ckpt", backbone, model.label_names)

@@ -81,7 +81,8 @@ def train_score_select(
         strategy,
         k,
         probs=None if probs is None else probs[pool_rows],
-        pool_emb=x_all[pool_rows],
+        pool_emb=x_all,  # with pool_rows: read as needed, never copied (a 100k x 1280 pool is 0.5 GB as float32)
+        pool_rows=pool_rows,
         labeled_emb=x_all[labeled_rows],
         seed=seed,
     )

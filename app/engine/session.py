@@ -20,8 +20,10 @@ from app.core.settings import ProjectSettings
 from app.core.splits import validation_mask
 from app.core.store import Annotation, BatchItem, ProjectStore
 from app.core.strategies import select_batch
+from app.engine import finetuning
+from app.engine.evaluation import cross_validated_metrics
 from app.engine.jobs import JobRunner, JobStatus
-from app.engine.loop import train_score_select
+from app.engine.loop import StepResult, train_score_select
 from app.engine.model_state import ModelState
 
 ProgressFn = Callable[[float, str], None]
@@ -184,8 +186,9 @@ class ActiveLearningSession:
             items = [(pool[int(i)], "random", None) for i in picks]
         else:
             labeled = list(self.store.current_labels())
+            cache = self.model.current_cache()  # the features the current model reads (fine-tuned or frozen)
             try:
-                pool_emb, labeled_emb = self.model.cache.get(pool), self.model.cache.get(labeled)
+                pool_emb, labeled_emb = cache.get(pool), cache.get(labeled)
             except KeyError:  # images added since the last round have no embedding yet
                 pool_emb = labeled_emb = None
             strategy = self.settings.strategy if pool_emb is not None else "margin"
@@ -304,7 +307,8 @@ class ActiveLearningSession:
             ids = self.store.image_ids()
             if not ids:
                 raise EmptyPoolError("The project has no images yet; add a folder, files, a zip or a CSV first.")
-            x_all = self.ensure_embeddings(_scaled(progress, 0.0, 0.5))
+            fine_tune = self.settings.mode == "finetune"
+            x_all = self.ensure_embeddings(_scaled(progress, 0.0, 0.1 if fine_tune else 0.5))
             names = self.store.labels()
             index = {n: i for i, n in enumerate(names)}
             current = self.store.current_labels()
@@ -321,28 +325,63 @@ class ActiveLearningSession:
             lab_rows = np.array([row_of[i] for i in lab_ids], dtype=np.int64)
             pool_rows = np.array([row_of[i] for i in pool_ids], dtype=np.int64)
             k = min(self.settings.batch_size, len(pool_ids))
-            step = train_score_select(
-                x_all[lab_rows[~val]],
-                y[~val],
-                x_all,
-                pool_rows,
-                lab_rows,
-                num_classes=len(names),
-                strategy=self.settings.strategy,
-                k=min(len(pool_ids), 2 * k),
-                hidden=self.settings.head_hidden,
-                max_epochs=self.settings.max_epochs,
-                seed=self.settings.seed + self.store.current_round(),
-                progress=_scaled(progress, 0.5, 0.95),
-                stop_event=stop_event,
-            )
+            tuned: finetuning.TunedModel | None = None
+            if fine_tune and finetuning.can_finetune(int((~val).sum())):
+                done = finetuning.fine_tune_step(
+                    self.model,
+                    self.store,
+                    ids=ids,
+                    x_frozen=x_all,
+                    train_rows=lab_rows[~val],
+                    y_train=y[~val],
+                    pool_rows=pool_rows,
+                    labeled_rows=lab_rows,
+                    label_names=names,
+                    strategy=self.settings.strategy,
+                    k=min(len(pool_ids), 2 * k),
+                    hidden=self.settings.head_hidden,
+                    epochs=self.settings.finetune_epochs,
+                    seed=self.settings.seed + self.store.current_round(),
+                    tag=f"round{self.store.current_round() + 1:04d}",
+                    progress=_scaled(progress, 0.1, 0.95),
+                    stop_event=stop_event,
+                )
+                if done is None:
+                    return {"cancelled": True}
+                step, tuned = done
+            elif not lab_ids and (first := self._score_before_labels(x_all, ids, names, pool_rows, 2 * k)):
+                step = first  # an imported model's own classifier: its predictions show before any label
+            else:
+                step = train_score_select(
+                    x_all[lab_rows[~val]],
+                    y[~val],
+                    x_all,
+                    pool_rows,
+                    lab_rows,
+                    num_classes=len(names),
+                    strategy=self.settings.strategy,
+                    k=min(len(pool_ids), 2 * k),
+                    hidden=self.settings.head_hidden,
+                    max_epochs=self.settings.max_epochs,
+                    seed=self.settings.seed + self.store.current_round(),
+                    progress=_scaled(progress, 0.5, 0.95),
+                    stop_event=stop_event,
+                )
             if stop_event is not None and stop_event.is_set():
                 return {"cancelled": True}
             metrics: dict[str, Any] = {"labeled": len(lab_ids), "train": int((~val).sum()), "val": int(val.sum())}
+            cv = None
             if step.probs is not None and val.any():
                 pred = step.probs[lab_rows[val]].argmax(axis=1)
                 metrics.update(classification_metrics(y[val].tolist(), pred.tolist(), names))
-            else:
+                metrics["validation"] = f"{int(val.sum())} held-out labels"
+            elif step.probs is not None:
+                cv = cross_validated_metrics(
+                    x_all[lab_rows], y, names, hidden=self.settings.head_hidden, seed=self.settings.seed
+                )
+            if cv is not None:
+                metrics.update(cv)
+            elif "accuracy" not in metrics:
                 metrics["note"] = NOT_ENOUGH_LABELS
             now_labeled = self.store.current_labels()
             picks = [
@@ -352,17 +391,39 @@ class ActiveLearningSession:
             ][:k]
             seconds = time.perf_counter() - started
             metrics["seconds"] = seconds
+            tuned_backbone, tuned_cache = (tuned.backbone, tuned.cache) if tuned else (None, None)
             if record and step.head is not None:
                 number = self.store.add_round(
                     labeled=len(lab_ids), strategy=self.settings.strategy, seconds=seconds, metrics=metrics
                 )
-                ckpt = self.model.save_round(number, step.head, names)
+                ckpt = self.model.save_round(number, step.head, names, tuned=tuned_backbone, tuned_cache=tuned_cache)
                 self.store.set_round_checkpoint(number, ckpt)
             if step.head is not None:
-                self.model.set_current(step.head, names, ids, step.probs)
+                self.model.set_current(step.head, names, ids, step.probs, tuned=tuned_backbone, tuned_cache=tuned_cache)
             self.store.set_batch(picks)
             progress(1.0, "Next batch ready")
             return metrics
+
+    def _score_before_labels(
+        self, x_all: np.ndarray, ids: list[int], names: list[str], pool_rows: np.ndarray, k: int
+    ) -> StepResult | None:
+        """With no labels yet, score the pool with the current model (an imported model's classifier) if it fits."""
+        head = self.model.head
+        if head is None or self.model.label_names != names or self.model.is_finetuned():
+            return None
+        from lit_models.train import predict_proba
+
+        probs = predict_proba(head, x_all)
+        self.model.set_current(head, names, ids, probs)
+        selection = select_batch(
+            self.settings.strategy,
+            min(k, len(pool_rows)),
+            probs=probs[pool_rows],
+            pool_emb=x_all[pool_rows],
+            labeled_emb=x_all[:0],
+            seed=self.settings.seed,
+        )
+        return StepResult(None, probs, selection, 0.0, 0.0)
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self, name: str | None = None) -> str:
@@ -378,6 +439,7 @@ class ActiveLearningSession:
         """Make a saved checkpoint the current model (labels always come from the store)."""
         info = self.model.load_named(name, self.store.labels())
         self.ensure_embeddings()
+        finetuning.ensure_current_embeddings(self.model, self.store)  # a fine-tuned checkpoint reads its own
         self.model.refresh_probs(self.store.image_ids())
         return info
 
@@ -413,7 +475,7 @@ def summarise_metrics(metrics: dict[str, Any]) -> str:
         return f"{metrics.get('labeled', 0)} labeled. {metrics.get('note', '')}".strip()
     return (
         f"{metrics['labeled']} labeled, accuracy {metrics['accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.2f} "
-        f"on {metrics['val']} held-out images."
+        f"({metrics.get('validation', 'held-out labels')})."
     )
 
 

@@ -15,7 +15,7 @@ from app.core.errors import AppError
 from app.core.settings import ProjectSettings
 from app.core.splits import stratified_holdout
 from app.core.store import ProjectStore
-from app.core.strategies import STRATEGIES
+from app.core.strategies import STRATEGIES, typical_clusters
 from app.engine.loop import train_score_select
 from app.engine.session import ActiveLearningSession
 
@@ -38,6 +38,10 @@ class SimulationConfig:
     work_dir: str | None = None
     out: str | None = None
     max_epochs: int | None = None
+    cold_start: bool = False
+    devices: int = 1
+    num_nodes: int = 1
+    dist_strategy: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -50,6 +54,8 @@ class SimulationConfig:
             raise AppError("--initial, --batch and --seeds must be at least 1.")
         if self.budget < self.initial:
             raise AppError("--budget must be at least --initial.")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise AppError("--devices and --num-nodes must be at least 1.")
         for path in (self.data, self.test):
             if path is not None and not Path(path).exists():
                 raise AppError(f"'{path}' does not exist; give a class-folder directory or a CSV of path,label.")
@@ -58,8 +64,29 @@ class SimulationConfig:
 def _settings(cfg: SimulationConfig) -> ProjectSettings:
     source = "file" if cfg.weights else ("bundled" if cfg.backbone == "tf_efficientnet_lite0" else "hub")
     return ProjectSettings(
-        backbone=cfg.backbone, backbone_source=source, weights=cfg.weights, image_size=cfg.image_size
-    )
+        backbone=cfg.backbone, backbone_source=source, weights=cfg.weights, image_size=cfg.image_size,
+        devices=cfg.devices, num_nodes=cfg.num_nodes, dist_strategy=cfg.dist_strategy,
+    )  # fmt: skip
+
+
+def _embeddings(session: ActiveLearningSession, settings: ProjectSettings) -> np.ndarray:
+    """Every image's embedding in id order, computed by `devices` x `num_nodes` processes when asked."""
+    if settings.devices * settings.num_nodes == 1:
+        return session.ensure_embeddings(lambda f, m: None)
+    from lit_models.embed import embed_paths
+
+    backbone = session.model.backbone()
+
+    def compute(part: list[int]) -> np.ndarray:
+        paths = [session.store.image_path(i) for i in part]
+        # accelerator "auto": GPUs when there are any, else `devices` CPU processes
+        return embed_paths(
+            backbone, paths, devices=settings.devices, num_nodes=settings.num_nodes, strategy=settings.dist_strategy
+        )
+
+    ids = session.store.image_ids()
+    session.model.cache.ensure(ids, compute, chunk=max(len(ids), 1))  # one multi-process run for all images
+    return session.model.cache.get(ids)
 
 
 def _load_split(
@@ -81,7 +108,7 @@ def _load_split(
     ids = [i for i in session.store.image_ids() if i in labels]
     if not ids:
         raise AppError(f"No labeled images found in '{path}'; use class folders (root/<class>/<image>) or a CSV.")
-    x_all = session.ensure_embeddings(lambda f, m: None)
+    x_all = _embeddings(session, settings)
     row = {image_id: r for r, image_id in enumerate(session.store.image_ids())}
     x = x_all[[row[i] for i in ids]]
     names = [labels[i] for i in ids]
@@ -117,7 +144,7 @@ def run_curve(
         k = min(batch, budget - len(labeled), len(pool))
         step = train_score_select(
             x[lab], y[lab], x, pool, lab, num_classes=num_classes, strategy=strategy, k=max(k, 1),
-            max_epochs=max_epochs, seed=seed,
+            max_epochs=max_epochs, seed=seed * 1000 + len(counts),  # a new seed each round, as the app's rounds
         )  # fmt: skip
         acc = float((predict_proba(step.head, x_test).argmax(axis=1) == y_test).mean())
         counts.append(len(labeled))
@@ -129,9 +156,10 @@ def run_curve(
     return counts, accs, seconds
 
 
-def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every strategy for every seed on shared embeddings; returns the results dict (see README)."""
-    cfg.check()
+def load_embeddings(
+    cfg: SimulationConfig, log: Callable[[str], None] = print
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Embeddings and class indices of the pool and the test set: (x, y, x_test, y_test, class names)."""
     settings = _settings(cfg)
     with tempfile.TemporaryDirectory(prefix="alsim-") as tmp:
         work = Path(cfg.work_dir) if cfg.work_dir else Path(tmp)
@@ -146,6 +174,20 @@ def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[
     index = {n: i for i, n in enumerate(classes)}
     y = np.array([index[n] for n in names])
     y_test = np.array([index[n] for n in test_names])
+    return x, y, x_test, y_test, classes
+
+
+def initial_rows(x: np.ndarray, n: int, seed: int, *, cold_start: bool = False) -> np.ndarray:
+    """The first `n` labeled pool rows of a run: random, or the app's cold start (TypiClust on the embeddings)."""
+    if cold_start:
+        return typical_clusters(x, n, seed=seed)  # what select_batch picks without a model
+    return np.random.default_rng(seed).choice(len(x), size=n, replace=False)
+
+
+def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every strategy for every seed on shared embeddings; returns the results dict (see README)."""
+    cfg.check()
+    x, y, x_test, y_test, classes = load_embeddings(cfg, log)
     if cfg.budget > len(y):
         raise AppError(f"--budget {cfg.budget} is more than the {len(y)} training images available.")
     log(f"{len(y)} pool images, {len(y_test)} test images, {len(classes)} classes, {x.shape[1]}-d embeddings.")
@@ -153,7 +195,7 @@ def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[
     for strategy in cfg.strategies:
         runs = []
         for seed in range(cfg.seeds):
-            initial = np.random.default_rng(seed).choice(len(y), size=cfg.initial, replace=False)
+            initial = initial_rows(x, cfg.initial, seed, cold_start=cfg.cold_start and strategy != "random")
             runs.append(
                 run_curve(
                     x,

@@ -108,7 +108,8 @@ def confusion_html(metrics: dict) -> str:
             cells.append(f'<td style="{style}">{count}</td>')
         rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
     n = metrics.get("n") or metrics.get("val") or sum(sum(r) for r in matrix)
-    caption = f"{n} held-out images: rows are the true label, columns the model's guess."
+    how = "cross-validated labeled" if "cross" in str(metrics.get("validation", "")) else "held-out"
+    caption = f"{n} {how} images: rows are the true label, columns the model's guess."
     return (
         f'<div class="al-confusion"><table><caption>{html.escape(caption)}</caption>'
         f'<thead><tr><th class="corner">true ↓ / guess →</th>{head}</tr></thead>'

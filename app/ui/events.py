@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from gradio_client.utils import encode_file_path
 
+from app.engine.model_report import failure_markdown
 from app.ui import dashboard
 from app.ui.handlers import CUSTOM, Handlers, PollResult
 from app.ui.hotkeys import INIT_JS, REMEMBER_PROJECT_JS
@@ -144,11 +145,27 @@ def wire(p: Page) -> None:
     p.add_label.click(add_label, *label_io, api_name="add_label", **QUIET)
     p.new_label.submit(add_label, *label_io, **QUIET, **PRIVATE)
 
-    def import_model(name, model, arch, classes, labels, file) -> tuple[Any, ...]:
-        return opened(*h.import_model(name, model, arch, classes, labels, file))
+    own_model = [p.pm_arch, p.pm_classes, p.pm_labels, p.pm_file, p.pm_path, p.pm_torchscript, p.pm_image]
 
-    pm = [p.pm_name, p.pm_model, p.pm_arch, p.pm_classes, p.pm_labels, p.pm_file]
-    p.pm_import.click(import_model, pm, open_out, api_name="import_model", **QUIET)
+    def import_model(name, arch, classes, labels, file, path, mode, torchscript, image) -> tuple[Any, ...]:
+        """A refused model keeps the page as it is; the report and a warning say why."""
+        try:
+            project, view, report = h.import_model(name, arch, classes, labels, file, path, mode, torchscript, image)
+        except gr.Error as exc:
+            gr.Warning(str(exc.message))
+            return (*_skips(len(open_out)), failure_markdown(str(exc.message)))
+        return (*opened(project, view), report)
+
+    p.pm_import.click(
+        import_model,
+        [p.pm_name, *own_model[:5], p.pm_mode, *own_model[5:]],
+        [*open_out, p.pm_report],
+        api_name="import_model",
+        show_progress_on=[p.pm_report],
+    )
+    p.pm_verify.click(
+        h.verify_model, [p.project, *own_model], [p.pm_report], api_name="verify_model", show_progress_on=[p.pm_report]
+    )
 
     # ---------------------------------------------------------------- uploads
     def import_images(project, client, folder, files, local, from_folders, progress=gr.Progress()) -> tuple[Any, ...]:

@@ -6,7 +6,7 @@ Keys are ignored while the focus is in a text field, and while the labeling tab 
 from __future__ import annotations
 
 KEYS_HELP = (
-    "<kbd>1</kbd>–<kbd>9</kbd> pick a label · <kbd>Enter</kbd> submit · <kbd>S</kbd> skip · "
+    "<kbd>1</kbd>–<kbd>9</kbd>, <kbd>0</kbd> pick a label · <kbd>Enter</kbd> submit · <kbd>S</kbd> skip · "
     "<kbd>U</kbd> / <kbd>Backspace</kbd> undo · <kbd>←</kbd> <kbd>→</kbd> previous / next"
 )
 
@@ -38,9 +38,9 @@ HOTKEYS_JS = r"""
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
     if (!shown(document.getElementById("al-panel"))) return;
-    if (/^[1-9]$/.test(e.key)) {
+    if (/^[0-9]$/.test(e.key)) {
       const inputs = document.querySelectorAll("#al-labels input[type=radio]");
-      const input = inputs[Number(e.key) - 1];
+      const input = inputs[e.key === "0" ? 9 : Number(e.key) - 1];
       if (!input) return;
       e.preventDefault();
       if (input.checked) { click("al-submit"); } else { input.click(); }
@@ -49,7 +49,9 @@ HOTKEYS_JS = r"""
     const target = ACTIONS[e.key];
     if (!target) return;
     const panel = document.getElementById("al-panel");
-    if (e.key === "Enter" && e.target.closest && e.target.closest("button, a") && !panel.contains(e.target)) return;
+    // Enter on a keyboard-focused control outside the panel keeps its own meaning; after a mouse click it submits
+    const control = e.target.closest && e.target.closest("button, a");
+    if (e.key === "Enter" && control && !panel.contains(control) && control.matches(":focus-visible")) return;
     e.preventDefault();
     if (e.repeat && target === "al-undo") return;
     click(target);

@@ -10,6 +10,7 @@ import gradio as gr
 from app.core.settings import MODES, ProjectSettings
 from app.core.strategies import DEFAULT_STRATEGY, STRATEGIES
 from app.engine.demo import DEMO_NAME
+from app.engine.model_import import architecture_names
 from app.ui import style
 from app.ui.handlers import CUSTOM, DEFAULT_SIZE, Handlers
 from app.ui.hotkeys import KEYS_HELP
@@ -163,16 +164,7 @@ def _project_column(c: dict, h: Handlers, projects: list[str], demo: bool) -> No
         )
         c["import_btn"] = gr.Button("Import images", variant="primary")
         c["report"] = gr.Markdown(elem_id="al-report")
-    with gr.Accordion("Start from a model file", open=False):
-        c["pm_name"] = gr.Textbox(label="Project name", max_lines=1)
-        c["pm_model"] = gr.Dropdown(
-            [*[n for n in h.model_choices if n != CUSTOM], CUSTOM], value=CUSTOM, label="Model type"
-        )
-        c["pm_arch"] = gr.Textbox(label="timm model name", placeholder="e.g. resnet18")
-        c["pm_classes"] = gr.Number(label="Number of classes", precision=0, minimum=0)
-        c["pm_labels"] = gr.Textbox(label="Labels (optional)", lines=2, info="One per line, or comma separated.")
-        c["pm_file"] = gr.File(label="Model file", file_types=[".safetensors", ".pth", ".pt", ".bin", ".ckpt"])
-        c["pm_import"] = gr.Button("Import Model", variant="primary")
+    _own_model_form(c, h)
     with gr.Accordion("Export", open=False):
         c["export_kind"] = gr.Dropdown(EXPORTS, value="labels_csv", label="What to export")
         c["export"] = gr.Button("Export")
@@ -183,6 +175,54 @@ def _project_column(c: dict, h: Handlers, projects: list[str], demo: bool) -> No
         c["save_ckpt"] = gr.Button("Save Checkpoint")
         c["ckpts"] = gr.Dropdown([], label="Saved checkpoints")
         c["load_ckpt"] = gr.Button("Load Checkpoint")
+
+
+def _own_model_form(c: dict, h: Handlers) -> None:
+    """Start from your own model: a timm name or a model file; Verify Model reports before Import Model creates."""
+    with gr.Accordion("Start from your own model", open=False):
+        c["pm_name"] = gr.Textbox(label="Project name", max_lines=1, elem_id="al-pm-name")
+        c["pm_labels"] = gr.Textbox(
+            label="Labels",
+            lines=2,
+            info="One per line, or comma separated. Empty: the class names the model file carries.",
+            elem_id="al-pm-labels",
+        )
+        c["pm_classes"] = gr.Number(label="Number of classes (optional)", precision=0, minimum=0)
+        c["pm_arch"] = gr.Dropdown(
+            [n for n in h.model_choices if n != CUSTOM] + architecture_names(),
+            value=None,
+            label="Model",
+            allow_custom_value=True,
+            filterable=True,
+            info="Type to search timm: a name (resnet18), a pretrained tag (resnet18.a1_in1k) or hf-hub:owner/repo. "
+            "Leave empty for this app's checkpoints and exports: they name their model.",
+            elem_id="al-pm-arch",
+        )
+        c["pm_file"] = gr.File(
+            label="Weights file (optional for pretrained models)",
+            file_types=[".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".zip"],
+            height=110,
+            elem_id="al-pm-file",
+        )
+        c["pm_path"] = gr.Textbox(
+            label="Or a file or folder on this computer",
+            placeholder="/home/me/models/resnet18_birds.safetensors",
+            max_lines=1,
+            visible=h.allow_local_paths,
+        )
+        c["pm_image"] = gr.Image(
+            type="filepath", label="Test image (optional)", sources=["upload"], height=140, elem_id="al-pm-image"
+        )
+        c["pm_mode"] = gr.Radio(
+            [("Freeze the backbone (fast)", "fast"), ("Fine-tune it (GPU)", "finetune")], value="fast", label="Backbone"
+        )
+        c["pm_torchscript"] = gr.Checkbox(
+            label="Allow TorchScript files: opening one runs code from it. Only for files you trust.", value=False
+        )
+        with gr.Row():
+            c["pm_verify"] = gr.Button("Verify Model", elem_id="al-pm-verify")
+            c["pm_import"] = gr.Button("Import Model", variant="primary", elem_id="al-pm-import")
+        c["pm_report"] = gr.Markdown(elem_id="al-model-report")
 
 
 def _main_column(c: dict) -> None:
@@ -227,7 +267,7 @@ def _main_column(c: dict) -> None:
                     y_title="score",
                     y_lim=[0, 1],
                     height=300,
-                    caption="Accuracy and macro-F1 on held-out labels, once enough are held out.",
+                    caption="Accuracy and macro-F1 on held-out labels (cross-validated while few are held out).",
                 )
                 c["counts"] = gr.BarPlot(
                     x="label", y="count", title="Labels per class", height=300, sort=None, y_lim=[0, None]

@@ -1,14 +1,15 @@
-"""Handlers for models: import a model file, save and load checkpoints, export labels and models."""
+"""Handlers for models: verify and import your own model, save and load checkpoints, export labels and models."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from app.engine.session import ActiveLearningSession, check_project_name
+from app.engine.model_import import ModelSource, create_project_from_model, verify_model
+from app.engine.model_report import failure_markdown
+from app.engine.session import ActiveLearningSession
 from app.ui import registry
 from app.ui.errors import friendly
 from app.ui.views import LabelView, message_view, parse_labels, waiting_message
@@ -23,6 +24,7 @@ class ModelHandlers:
     projects_dir: Path
     model_choices: dict[str, tuple[str | None, str]]
     base_settings: ProjectSettings
+    allow_local_paths: bool
 
     def session(self, project: str | None) -> ActiveLearningSession:
         raise NotImplementedError
@@ -30,42 +32,97 @@ class ModelHandlers:
     def maybe_session(self, project: str | None) -> ActiveLearningSession | None:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------------------------------ your own model
+    def model_source(
+        self, arch: str | None, model_file: str | None, local_path: str | None, allow_torchscript: bool | None
+    ) -> ModelSource:
+        """The model the form describes: a model type of the New project form, a timm name, and/or a file."""
+        arch = (arch or "").strip()
+        source = None
+        if arch in self.model_choices:
+            name, source = self.model_choices[arch]
+            if name is None:
+                raise gr.Error("Type the timm model name in the Model box, for example 'resnet18'.")
+            arch = name
+        weights = model_file or ((local_path or "").strip() if self.allow_local_paths else "") or None
+        if not arch and not weights:
+            raise gr.Error("Choose a model: type a timm name (e.g. resnet18) or an hf-hub: name, or add a model file.")
+        return ModelSource(
+            arch=arch,
+            weights=weights,
+            source=source,
+            image_size=self.base_settings.image_size,
+            allow_torchscript=bool(allow_torchscript),
+        )
+
+    def verify_model(
+        self,
+        project: str | None,
+        arch: str | None,
+        num_classes: float | None,
+        labels_text: str,
+        model_file: str | None,
+        local_path: str | None,
+        allow_torchscript: bool | None,
+        test_image: str | None,
+    ) -> str:
+        """Verify Model: load the model, run one image through it, and return the report (Markdown).
+
+        The image is the test image when given, else one of the open project's images, else a sample photo.
+        A model that cannot be loaded gives a report that says why (no exception).
+        """
+
+        @friendly
+        def check() -> str:
+            source = self.model_source(arch, model_file, local_path, allow_torchscript)
+            images: list = [test_image] if test_image else self._sample_images(project)
+            found = verify_model(source, parse_labels(labels_text), _classes(num_classes), images=images)
+            return found.markdown()
+
+        try:
+            return check()
+        except gr.Error as exc:
+            return failure_markdown(str(exc.message))
+
+    def _sample_images(self, project: str | None, count: int = 3) -> list[tuple[str, str]]:
+        """The open project's first images, as (path, original name)."""
+        session = self.maybe_session(project)
+        if session is None:
+            return []
+        rows = session.store.images()[:count]
+        return [(str(session.store.root / row.path), row.original_name) for row in rows]
+
     @friendly
     def import_model(
         self,
         name: str,
-        model: str,
-        custom_arch: str | None,
+        arch: str | None,
         num_classes: float | None,
         labels_text: str,
         model_file: str | None,
-    ) -> tuple[str, LabelView]:
-        """Import Model: a project whose backbone weights come from the person's model file."""
-        if not model_file:
-            raise gr.Error("Choose the model file (.safetensors, .pth, .pt, .bin or .ckpt) first.")
-        arch = self.model_choices.get(model, (None, ""))[0] or (custom_arch or "").strip()
-        if not arch:
-            raise gr.Error("Type the timm model name of the file, for example 'resnet18'.")
-        labels = parse_labels(labels_text)
-        n = int(num_classes or 0)
-        if not labels:
-            labels = [f"class {i + 1}" for i in range(n)]
-        elif n and n != len(labels):
-            gr.Warning(f"You typed {len(labels)} labels but {n} classes; the project uses the {len(labels)} labels.")
-        name = check_project_name(name)
-        target = self.projects_dir / name / "model_files" / Path(model_file).name
-        if (self.projects_dir / name).exists():
-            raise gr.Error(f"A project named '{name}' already exists; open it instead or choose another name.")
-        target.parent.mkdir(parents=True)
-        shutil.copyfile(model_file, target)
-        settings = self.base_settings.replace(backbone=arch, backbone_source="file", weights=str(target))
-        try:
-            session = ActiveLearningSession.create(self.projects_dir, name, labels, settings)
-        except Exception:
-            shutil.rmtree(self.projects_dir / name, ignore_errors=True)
-            raise
+        local_path: str | None = None,
+        mode: str | None = "fast",
+        allow_torchscript: bool | None = False,
+        test_image: str | None = None,
+    ) -> tuple[str, LabelView, str]:
+        """Import Model: check the model, then a new project on it; returns its name, view and the model report.
+
+        When the model's classifier fits the labels, its predictions show from the first image.
+        """
+        source = self.model_source(arch, model_file, local_path, allow_torchscript)
+        settings = self.base_settings.replace(mode=mode or "fast")
+        session, check = create_project_from_model(
+            self.projects_dir,
+            name,
+            parse_labels(labels_text),
+            source,
+            settings=settings,
+            num_classes=_classes(num_classes),
+            images=[test_image] if test_image else [],
+        )
         session = registry.register(self.projects_dir, session)
-        return session.name, message_view(session, waiting_message(session))
+        gr.Info(check.message)
+        return session.name, message_view(session, waiting_message(session)), check.markdown()
 
     # ------------------------------------------------------------------------------------------ models
     @friendly
@@ -100,3 +157,13 @@ class ModelHandlers:
         """Write one export into the project's exports folder; returns the file to download."""
         session = self.session(project)
         return str(session.export(kind))
+
+
+def _classes(value: float | None) -> int | None:
+    """The form's number of classes: None when empty or 0."""
+    if value in (None, ""):
+        return None
+    n = int(value)
+    if n < 0:
+        raise gr.Error("The number of classes cannot be negative; leave it empty to use the labels.")
+    return n or None

@@ -38,16 +38,17 @@ CSS = """
 #al-prefetch { display: none !important; }
 #al-caption p { margin: 0.15rem 0; }
 
-/* label choices as big buttons; the first nine show their number key */
+/* label choices as big buttons; the first ten show their number key (1-9, then 0) */
 #al-labels .wrap { gap: 0.5rem; counter-reset: alkey; }
 #al-labels label { counter-increment: alkey; position: relative; display: flex; align-items: center; gap: 0.6rem;
   font-size: 1.05rem; padding: 0.65rem 0.9rem; min-width: 6.5rem; border-radius: var(--radius-md); cursor: pointer;
   border: 1px solid var(--border-color-primary); box-shadow: none; }
 #al-labels label input[type=radio] { position: absolute; opacity: 0; width: 1px; height: 1px; pointer-events: none; }
-#al-labels label:nth-child(-n+9)::before { content: counter(alkey); display: inline-flex; align-items: center;
+#al-labels label:nth-child(-n+10)::before { content: counter(alkey); display: inline-flex; align-items: center;
   justify-content: center; min-width: 1.45em; height: 1.45em; border-radius: 4px; font-size: 0.78rem;
   font-family: var(--font-mono); color: var(--body-text-color-subdued); border: 1px solid var(--border-color-primary);
   background: var(--background-fill-primary); }
+#al-labels label:nth-child(10)::before { content: "0"; }
 #al-labels label:has(input:checked) { background: var(--color-accent-soft); border-color: var(--color-accent); }
 #al-labels label:has(input:focus-visible) { outline: 2px solid var(--color-accent); outline-offset: 1px; }
 #al-actions button { min-width: 0; }

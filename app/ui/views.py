@@ -197,10 +197,13 @@ def status_html(session: ActiveLearningSession | None) -> str:
     if not rounds:
         if session.store.count_images() == 0:
             return _status("idle", "No images yet.", None)
+        if session.model.has_model():  # an imported model's own classifier
+            return _status("ready", "Imported model ready: its guesses show until the first round.", None)
         return _status("idle", "No model yet: label the first batch and the first round starts by itself.", None)
     last = rounds[-1]
     acc = last.metrics.get("accuracy")
-    quality = f"accuracy {acc:.1%} on held-out labels" if acc is not None else "too few labels to measure accuracy"
+    how = last.metrics.get("validation", "held-out labels")
+    quality = f"accuracy {acc:.1%} by {how}" if acc is not None else "too few labels to measure accuracy"
     return _status("ready", f"Model of round {last.number} ready ({last.labeled} labels, {quality}).", None)
 
 

@@ -1,0 +1,204 @@
+"""Label efficiency on scikit-learn's digits with the bundled backbone, against random and a peer library.
+
+Runs the app's simulation loop (`app.engine.simulate.run_curve`: `train_score_select`, the path of every labeling
+round) for each strategy and seed on shared embeddings, and, on the same embeddings, budgets and initial labels,
+scikit-activeml's `UncertaintySampling` (margin) with its own `SklearnClassifier(LogisticRegression)`. Reports
+the mean test accuracy per budget, the labels each strategy needs to reach random's accuracy at the full budget
+(linear interpolation of the mean curve), and its worst gap below random at any budget >= 40.
+
+    python -m benchmarks.label_efficiency --work-dir /tmp/sim/work            # 5 seeds, the default strategies
+    python -m benchmarks.label_efficiency --strategies random,margin --seeds 2 --no-peer
+
+`--work-dir` keeps the imported digits and their embeddings (the first run embeds 1,797 images at 224 px: minutes
+on two cores); later runs reuse them. A strategy name followed by "+cold" starts from the app's cold start
+(TypiClust on the embeddings) instead of the shared random initial labels, as a real project's first batch does.
+Targets (docs/benchmarks.md): the default strategy reaches random's 200-label accuracy with <= 0.6x the labels
+(stretch 0.5x) and is never more than 1 point below random at a budget >= 40.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+from app.core.strategies import DEFAULT_STRATEGY
+from app.engine.simulate import SimulationConfig, initial_rows, load_embeddings, run_curve
+
+PEER = "skactiveml_margin"
+DEFAULT_WORK_DIR = Path.home() / ".cache" / "alabel-benchmarks" / "digits"
+
+
+def digits_folder(work_dir: Path) -> Path:
+    """scikit-learn's digits as class folders (64-pixel PNGs, as the demo), written once."""
+    folder = work_dir / "digits"
+    if not folder.is_dir():
+        from app.engine.demo import write_digits
+
+        write_digits(folder, size=64, class_folders=True)
+    return folder
+
+
+def peer_curve(
+    x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, initial: np.ndarray, batch: int,
+    budget: int, seed: int, num_classes: int,
+) -> tuple[list[int], list[float], list[float], list[float]]:  # fmt: skip
+    """scikit-activeml margin sampling with a logistic regression, batch by batch.
+
+    Returns (label counts, peer accuracy, accuracy of the app's head trained on the peer's picks, seconds/round).
+    """
+    from skactiveml.classifier import SklearnClassifier
+    from skactiveml.pool import UncertaintySampling
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    from lit_models.train import predict_proba, train_head
+
+    y_query = np.full(len(y), np.nan)
+    y_query[initial] = y[initial]
+    clf = SklearnClassifier(LogisticRegression(max_iter=1000), classes=np.arange(num_classes), random_state=seed)
+    qs = UncertaintySampling(method="margin_sampling", random_state=seed)
+    counts, accs, head_accs, seconds = [], [], [], []
+    while True:
+        lab = np.flatnonzero(~np.isnan(y_query))
+        start = time.perf_counter()
+        with threadpool_limits(limits=1):  # threaded BLAS on a tiny problem crawls when the CPU is shared
+            clf.fit(x, y_query)
+        counts.append(len(lab))
+        accs.append(float((clf.predict(x_test) == y_test).mean()))
+        head = train_head(x[lab], y[lab], num_classes, seed=seed)
+        head_accs.append(float((predict_proba(head, x_test).argmax(axis=1) == y_test).mean()))
+        k = min(batch, budget - len(lab))
+        if k <= 0:
+            break
+        with threadpool_limits(limits=1):
+            picks = qs.query(x, y_query, clf=clf, fit_clf=False, batch_size=k)
+        seconds.append(time.perf_counter() - start)
+        y_query[picks] = y[picks]
+    return counts, accs, head_accs, seconds
+
+
+def labels_to_reach(labels: list[int], acc: np.ndarray, target: float) -> float | None:
+    """Labels at which the mean curve first reaches `target` (linear interpolation); None if it never does."""
+    for i, a in enumerate(acc):
+        if a >= target:
+            if i == 0:
+                return float(labels[0])
+            a0, l0 = acc[i - 1], labels[i - 1]
+            return float(l0 + (labels[i] - l0) * (target - a0) / (a - a0))
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help="keeps images and embeddings for reuse")
+    parser.add_argument("--data", help="class-folder dataset (default: scikit-learn's digits in the work dir)")
+    parser.add_argument(
+        "--strategies",
+        default=f"random,margin,margin_diverse,diversity,{DEFAULT_STRATEGY}+cold",
+        help="comma-separated; NAME+cold starts from the cold start",
+    )
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--initial", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--image-size", type=int, help="backbone input size (default: the backbone's, 224)")
+    parser.add_argument("--no-peer", action="store_true", help="skip scikit-activeml")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    work = Path(args.work_dir)
+    data = args.data or str(digits_folder(work))
+    names = list(dict.fromkeys(s.strip() for s in args.strategies.split(",") if s.strip()))
+    base = sorted({n.removesuffix("+cold") for n in names})
+    cfg = SimulationConfig(data=data, strategies=base, work_dir=str(work), image_size=args.image_size)
+    cfg.check()
+    x, y, x_test, y_test, classes = load_embeddings(cfg, log=lambda m: None)
+    load = os.getloadavg()[0]
+    print(f"{len(y)} pool, {len(y_test)} test images, {x.shape[1]}-d, {len(classes)} classes; load {load:.2f}")
+
+    curves: dict[str, np.ndarray] = {}
+    secs: dict[str, float] = {}
+    labels: list[int] = []
+    for name in names:
+        strategy, cold = name.removesuffix("+cold"), name.endswith("+cold")
+        runs = []
+        for seed in range(args.seeds):
+            init = initial_rows(x, args.initial, seed, cold_start=cold)
+            runs.append(
+                run_curve(
+                    x,
+                    y,
+                    x_test,
+                    y_test,
+                    num_classes=len(classes),
+                    strategy=strategy,
+                    initial_rows=init,
+                    batch=args.batch,
+                    budget=args.budget,
+                    seed=seed,
+                )  # fmt: skip
+            )
+        labels = runs[0][0]
+        curves[name] = np.array([r[1] for r in runs])
+        secs[name] = float(np.mean([s for r in runs for s in r[2]]))
+        print(f"  {name}: " + " ".join(f"{a:.3f}" for a in curves[name].mean(axis=0)), flush=True)
+    if not args.no_peer:
+        runs = [
+            peer_curve(
+                x,
+                y,
+                x_test,
+                y_test,
+                initial=initial_rows(x, args.initial, seed),
+                batch=args.batch,
+                budget=args.budget,
+                seed=seed,
+                num_classes=len(classes),
+            )  # fmt: skip
+            for seed in range(args.seeds)
+        ]
+        curves[PEER] = np.array([r[1] for r in runs])
+        curves[PEER + "+app_head"] = np.array([r[2] for r in runs])
+        secs[PEER] = secs[PEER + "+app_head"] = float(np.mean([s for r in runs for s in r[3]]))
+        print(f"  {PEER}: " + " ".join(f"{a:.3f}" for a in curves[PEER].mean(axis=0)), flush=True)
+
+    random_curve = curves["random"].mean(axis=0) if "random" in curves else None
+    target = None if random_curve is None else float(random_curve[-1])
+    head = f"{'labels':>26} " + " ".join(f"{n:>6}" for n in labels)
+    print("\nmean test accuracy over", args.seeds, "seeds")
+    print(head + f" {'s/round':>8} {'to reach':>9} {'ratio':>6} {'worst vs random >=40':>21}")
+    summary = {}
+    for name, c in curves.items():
+        mean = c.mean(axis=0)
+        reach = None if target is None else labels_to_reach(labels, mean, target)
+        ratio = None if reach is None else reach / labels[-1]
+        worst = None
+        if random_curve is not None:
+            later = [i for i, n in enumerate(labels) if n >= 40]
+            worst = float(min(mean[i] - random_curve[i] for i in later))
+        summary[name] = {
+            "accuracy": mean.round(4).tolist(), "accuracy_std": c.std(axis=0).round(4).tolist(),
+            "seconds_per_round": round(secs[name], 3), "labels_to_reach_random_at_budget": reach,
+            "ratio": None if ratio is None else round(ratio, 3), "worst_gap_vs_random": worst,
+        }  # fmt: skip
+        cells = " ".join(f"{a:>6.3f}" for a in mean)
+        reach_s = "-" if reach is None else f"{reach:.0f}"
+        ratio_s = "-" if ratio is None else f"{ratio:.2f}x"
+        worst_s = "-" if worst is None else f"{100 * worst:+.1f} pt"
+        print(f"{name:>26} {cells} {secs[name]:>8.2f} {reach_s:>9} {ratio_s:>6} {worst_s:>21}")
+    if target is not None:
+        print(f"random at {labels[-1]} labels: {target:.3f}")
+    if args.out:
+        out = {"labels": labels, "seeds": args.seeds, "random_at_budget": target, "strategies": summary}
+        Path(args.out).write_text(json.dumps(out, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Memory of a 100k-image pool: float16 memory-mapped embedding cache, then labeling rounds on it.
+
+Each phase runs in its own child process, so its peak resident memory (``ru_maxrss``) is its own:
+
+- ``fill``: the embedding cache receives 100k synthetic 1280-d vectors in chunks of 2,048 (as
+  `ActiveLearningSession.ensure_embeddings` stores them); reports the time per chunk and the file size.
+- ``round``: the session's path of a labeling round: every vector read from the cache, then
+  `train_score_select` with each strategy (and the cold start), 300 labeled images.
+
+Peak memory is reported above the process's resident memory right after importing numpy, torch and Lightning
+(the "baseline": what any process of the app pays before it loads a backbone or touches embeddings).
+
+    python -m benchmarks.memory                   # 100k pool
+    python -m benchmarks.memory --pool 20000
+    /usr/bin/time -v python -m benchmarks.memory --phase round --dir DIR   # a phase alone, under time -v
+
+Target (docs/benchmarks.md): the engine's peak beyond the backbone <= 1.5 GB at 100k images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch  # noqa: F401  (part of the baseline)
+
+import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+from app.core.strategies import COLD_START, DEFAULT_STRATEGY
+from app.engine.embedding_cache import EmbeddingCache
+from benchmarks.round_latency import synthetic_embeddings
+
+CHUNK = 2048
+MB = 1024 * 1024
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process in MiB (from /proc)."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * resource.getpagesize() / MB
+
+
+def peak_mb() -> float:
+    """Peak resident memory of this process so far in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fill(directory: Path, pool: int, dim: int) -> dict:
+    base = rss_mb()
+    cache = EmbeddingCache(directory)
+    times = []
+    for start in range(0, pool, CHUNK):
+        ids = list(range(start, min(pool, start + CHUNK)))
+        x, _ = synthetic_embeddings(len(ids), dim=dim, seed=start)
+        t = time.perf_counter()
+        cache.add(ids, x)
+        times.append(time.perf_counter() - t)
+    size = sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
+    return {
+        "phase": "fill",
+        "baseline_mb": round(base, 1),
+        "peak_mb": round(peak_mb(), 1),
+        "peak_above_baseline_mb": round(peak_mb() - base, 1),
+        "chunks": len(times),
+        "seconds_total": round(sum(times), 2),
+        "seconds_first_chunk": round(times[0], 3),
+        "seconds_last_chunk": round(times[-1], 3),
+        "files_mb": round(size / MB, 1),
+    }
+
+
+def round_phase(directory: Path, pool: int, labeled: int, strategies: list[str]) -> dict:
+    from app.engine.loop import train_score_select
+
+    base = rss_mb()
+    cache = EmbeddingCache(directory)
+    ids = cache.ids()
+    t = time.perf_counter()
+    x = cache.get(ids.tolist())  # what the session's rounds get: every image, float32
+    get_seconds = time.perf_counter() - t
+    _, y = synthetic_embeddings(0, dim=x.shape[1])  # classes only; labels below are synthetic
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 20, size=len(x))
+    after_get = peak_mb() - base
+    seconds = {}
+    for strategy in strategies:
+        n_lab = 0 if strategy == COLD_START else labeled
+        lab = np.sort(rng.choice(len(x), size=n_lab, replace=False))
+        is_lab = np.zeros(len(x), dtype=bool)
+        is_lab[lab] = True
+        pool_rows = np.flatnonzero(~is_lab)
+        t = time.perf_counter()
+        train_score_select(
+            x[lab], y[lab], x, pool_rows, lab, num_classes=20,
+            strategy=DEFAULT_STRATEGY if strategy == COLD_START else strategy, k=20, seed=0,
+        )  # fmt: skip
+        seconds[strategy] = round(time.perf_counter() - t, 3)
+    return {
+        "phase": "round",
+        "pool": len(x),
+        "baseline_mb": round(base, 1),
+        "peak_mb": round(peak_mb(), 1),
+        "peak_above_baseline_mb": round(peak_mb() - base, 1),
+        "peak_above_baseline_after_get_mb": round(after_get, 1),
+        "get_seconds": round(get_seconds, 3),
+        "round_seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--labeled", type=int, default=300)
+    parser.add_argument("--strategies", default=f"margin,{DEFAULT_STRATEGY},diversity,{COLD_START}")
+    parser.add_argument("--phase", choices=("all", "fill", "round"), default="all")
+    parser.add_argument("--dir", help="cache directory (default: a temporary one)")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    strategies = list(dict.fromkeys(s.strip() for s in args.strategies.split(",") if s.strip()))
+    if args.phase == "fill":
+        print(json.dumps(fill(Path(args.dir), args.pool, args.dim)))
+        return
+    if args.phase == "round":
+        print(json.dumps(round_phase(Path(args.dir), args.pool, args.labeled, strategies)))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        results = []
+        for phase in ("fill", "round"):
+            cmd = [sys.executable, "-m", "benchmarks.memory", "--phase", phase, "--dir", tmp]
+            cmd += ["--pool", str(args.pool), "--dim", str(args.dim), "--labeled", str(args.labeled)]
+            cmd += ["--strategies", ",".join(strategies)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(results[-1], indent=2), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
