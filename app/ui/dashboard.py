@@ -69,7 +69,10 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
     measured = [r for r in rounds if r.metrics.get("confusion")]
     confusion = confusion_html(measured[-1].metrics) if measured else _note(_why_no_confusion(rounds))
     progress = session.progress()
-    summary = f"**{progress['labeled']:,}** of {progress['total']:,} images labeled · {len(rounds)} round(s)"
+    summary = (
+        f"**{progress['labeled']:,}** of {progress['total']:,} images labeled · {len(rounds)} round(s) · "
+        "accuracy and macro-F1 on held-out labels (cross-validated while few are held out)"
+    )
     return Dashboard(
         curve=pd.DataFrame(curve_rows, columns=CURVE_COLUMNS),
         counts=pd.DataFrame({"label": list(counts), "count": list(counts.values())}),

@@ -265,9 +265,8 @@ def _main_column(c: dict) -> None:
                     title="Learning curve",
                     x_title="labeled images",
                     y_title="score",
-                    y_lim=[0, 1],
+                    y_lim=[0, 1.05],
                     height=300,
-                    caption="Accuracy and macro-F1 on held-out labels (cross-validated while few are held out).",
                 )
                 c["counts"] = gr.BarPlot(
                     x="label", y="count", title="Labels per class", height=300, sort=None, y_lim=[0, None]
@@ -282,6 +281,6 @@ def _main_column(c: dict) -> None:
                         interactive=False,
                         wrap=True,
                         max_height=320,
-                        column_widths=["13%", "27%", "15%", "15%", "15%", "15%"],
+                        column_widths=["10%", "26%", "16%", "16%", "16%", "16%"],
                     )
             c["dash_refresh"] = gr.Button("Refresh", size="sm")
