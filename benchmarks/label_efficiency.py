@@ -9,6 +9,10 @@ the mean test accuracy per budget, the labels each strategy needs to reach rando
     python -m benchmarks.label_efficiency --work-dir /tmp/sim/work            # 5 seeds, the default strategies
     python -m benchmarks.label_efficiency --strategies random,margin --seeds 2 --no-peer
 
+`--candidates badge,cluster_margin` adds two published batch strategies the app does not ship, on the app's head;
+`--duplicates 3` puts every pool image in three times with a little noise (bursts of near-identical photos), where
+a batch of plain top-k uncertainty wastes labels on copies.
+
 `--work-dir` keeps the imported digits and their embeddings (the first run embeds 1,797 images at 224 px: minutes
 on two cores); later runs reuse them. A strategy name followed by "+cold" starts from the app's cold start
 (TypiClust on the embeddings) instead of the shared random initial labels, as a real project's first batch does.
@@ -84,6 +88,90 @@ def peer_curve(
     return counts, accs, head_accs, seconds
 
 
+def badge(probs: np.ndarray, x_red: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """BADGE (Ash et al. 2020): k-means++ seeding over last-layer gradient embeddings (p - onehot(argmax)) x features.
+
+    Distances between gradient embeddings come from the Kronecker identity <r_i (x) x_i, r_j (x) x_j> =
+    <r_i, r_j> <x_i, x_j>, so the (N, C x D) matrix is never built; `x_red` are PCA-reduced features.
+    """
+    r = probs.astype(np.float64).copy()
+    r[np.arange(len(r)), r.argmax(axis=1)] -= 1.0
+    xr = x_red.astype(np.float64)
+    norms = (r * r).sum(axis=1) * (xr * xr).sum(axis=1)
+    rng = np.random.default_rng(seed)
+    picks = [int(np.argmax(norms))]
+    d2 = np.full(len(r), np.inf)
+    while len(picks) < k:
+        i = picks[-1]
+        d2 = np.minimum(d2, np.maximum(norms + norms[i] - 2.0 * (r @ r[i]) * (xr @ xr[i]), 0.0))
+        d2[picks] = 0.0
+        if d2.sum() <= 0:
+            rest = np.setdiff1d(np.arange(len(r)), picks)
+            picks.extend(rng.choice(rest, size=k - len(picks), replace=False).tolist())
+            break
+        picks.append(int(rng.choice(len(r), p=d2 / d2.sum())))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def cluster_margin(probs: np.ndarray, clusters: np.ndarray, k: int, seed: int, factor: int = 10) -> np.ndarray:
+    """Cluster-Margin (Citovsky et al. 2021): the `factor` x k lowest-margin items, round-robin over their clusters
+    (smallest cluster first, a random member each time); `clusters` is a clustering of the pool made once."""
+    from app.core.scoring import margin, top_k
+
+    cand = top_k(margin(probs), min(len(probs), factor * k))
+    rng = np.random.default_rng(seed)
+    groups = [list(rng.permutation(cand[clusters[cand] == c])) for c in np.unique(clusters[cand])]
+    groups.sort(key=len)
+    picks: list[int] = []
+    while len(picks) < k:
+        for g in groups:
+            if g and len(picks) < k:
+                picks.append(int(g.pop()))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def candidate_curve(
+    name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, initial: np.ndarray,
+    batch: int, budget: int, seed: int, num_classes: int,
+) -> tuple[list[int], list[float], list[float]]:  # fmt: skip
+    """A labeling run with a strategy the app does not ship (badge, cluster_margin), on the app's head."""
+    from app.core.strategies import _cluster, reduce_dims
+    from lit_models.train import predict_proba, train_head
+
+    x_red = reduce_dims(x, seed=0)[0]
+    clusters = _cluster(x_red, max(batch, len(x) // 20), 0)[0] if name == "cluster_margin" else None
+    labeled = list(initial)
+    counts, accs, seconds = [], [], []
+    while True:
+        lab = np.asarray(labeled)
+        start = time.perf_counter()
+        head = train_head(x[lab], y[lab], num_classes, seed=seed * 1000 + len(counts))
+        counts.append(len(lab))
+        accs.append(float((predict_proba(head, x_test).argmax(axis=1) == y_test).mean()))
+        k = min(batch, budget - len(lab))
+        if k <= 0:
+            break
+        pool = np.setdiff1d(np.arange(len(x)), lab)
+        probs = predict_proba(head, x[pool])
+        if name == "badge":
+            pos = badge(probs, x_red[pool], k, seed * 1000 + len(counts))
+        else:
+            pos = cluster_margin(probs, clusters[pool], k, seed * 1000 + len(counts))
+        seconds.append(time.perf_counter() - start)
+        labeled.extend(int(pool[i]) for i in pos)
+    return counts, accs, seconds
+
+
+def near_duplicates(x: np.ndarray, y: np.ndarray, copies: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Every pool image `copies` times, each copy with a little noise (bursts of near-identical photos)."""
+    if copies <= 1:
+        return x, y
+    rng = np.random.default_rng(seed)
+    noise = 0.02 * float(x.std())
+    xs = np.concatenate([x + rng.normal(0.0, noise, x.shape).astype(np.float32) for _ in range(copies)])
+    return xs, np.concatenate([y] * copies)
+
+
 def labels_to_reach(labels: list[int], acc: np.ndarray, target: float) -> float | None:
     """Labels at which the mean curve first reaches `target` (linear interpolation); None if it never does."""
     for i, a in enumerate(acc):
@@ -110,6 +198,10 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--image-size", type=int, help="backbone input size (default: the backbone's, 224)")
     parser.add_argument("--no-peer", action="store_true", help="skip scikit-activeml")
+    parser.add_argument(
+        "--candidates", default="", help="comma-separated strategies the app does not ship: badge, cluster_margin"
+    )
+    parser.add_argument("--duplicates", type=int, default=1, help="each pool image this many times (near-copies)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -120,6 +212,7 @@ def main() -> None:
     cfg = SimulationConfig(data=data, strategies=base, work_dir=str(work), image_size=args.image_size)
     cfg.check()
     x, y, x_test, y_test, classes = load_embeddings(cfg, log=lambda m: None)
+    x, y = near_duplicates(x, y, args.duplicates)
     load = os.getloadavg()[0]
     print(f"{len(y)} pool, {len(y_test)} test images, {x.shape[1]}-d, {len(classes)} classes; load {load:.2f}")
 
@@ -146,6 +239,25 @@ def main() -> None:
                 )  # fmt: skip
             )
         labels = runs[0][0]
+        curves[name] = np.array([r[1] for r in runs])
+        secs[name] = float(np.mean([s for r in runs for s in r[2]]))
+        print(f"  {name}: " + " ".join(f"{a:.3f}" for a in curves[name].mean(axis=0)), flush=True)
+    for name in (c.strip() for c in args.candidates.split(",") if c.strip()):
+        runs = [
+            candidate_curve(
+                name,
+                x,
+                y,
+                x_test,
+                y_test,
+                initial=initial_rows(x, args.initial, seed),
+                batch=args.batch,
+                budget=args.budget,
+                seed=seed,
+                num_classes=len(classes),
+            )  # fmt: skip
+            for seed in range(args.seeds)
+        ]
         curves[name] = np.array([r[1] for r in runs])
         secs[name] = float(np.mean([s for r in runs for s in r[2]]))
         print(f"  {name}: " + " ".join(f"{a:.3f}" for a in curves[name].mean(axis=0)), flush=True)
