@@ -202,9 +202,16 @@ def main() -> None:
         "--candidates", default="", help="comma-separated strategies the app does not ship: badge, cluster_margin"
     )
     parser.add_argument("--duplicates", type=int, default=1, help="each pool image this many times (near-copies)")
+    parser.add_argument(
+        "--raw-head", action="store_true", help="train the head on raw embeddings (before z-scoring was the default)"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.raw_head:
+        import lit_models.train
+
+        lit_models.train.train_head.__kwdefaults__["standardize"] = False
     work = Path(args.work_dir)
     data = args.data or str(digits_folder(work))
     names = list(dict.fromkeys(s.strip() for s in args.strategies.split(",") if s.strip()))

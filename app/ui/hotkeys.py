@@ -35,6 +35,12 @@ HOTKEYS_JS = r"""
   document.addEventListener("change", (e) => {
     if (e.target.matches && e.target.matches("#al-labels input")) setTimeout(() => e.target.blur(), 0);
   });
+  // a button clicked with the mouse (Open, Start Project, ...) must not keep the focus, or Enter would press it again
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest("button");
+    const panel = document.getElementById("al-panel");
+    if (button && e.detail > 0 && !(panel && panel.contains(button))) setTimeout(() => button.blur(), 0);
+  });
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
     if (!shown(document.getElementById("al-panel"))) return;
@@ -49,9 +55,9 @@ HOTKEYS_JS = r"""
     const target = ACTIONS[e.key];
     if (!target) return;
     const panel = document.getElementById("al-panel");
-    // Enter on a keyboard-focused control outside the panel keeps its own meaning; after a mouse click it submits
+    // Enter on a control focused with the keyboard (Tab) outside the panel keeps its own meaning
     const control = e.target.closest && e.target.closest("button, a");
-    if (e.key === "Enter" && control && !panel.contains(control) && control.matches(":focus-visible")) return;
+    if (e.key === "Enter" && control && !panel.contains(control)) return;
     e.preventDefault();
     if (e.repeat && target === "al-undo") return;
     click(target);

@@ -244,7 +244,7 @@ def _main_column(c: dict) -> None:
                     c["caption"] = gr.Markdown(elem_id="al-caption")
                 with gr.Column(scale=2, min_width=300):
                     c["labels"] = gr.Radio([], label="Label", elem_id="al-labels")
-                    c["auto"] = gr.Checkbox(value=True, label="Auto-submit when a label is picked")
+                    c["auto"] = gr.Checkbox(value=True, label="Auto-submit when a label is picked", elem_id="al-auto")
                     c["submit"] = gr.Button("Submit Label", variant="primary", elem_id="al-submit")
                     with gr.Row(elem_id="al-actions"):
                         c["skip"] = gr.Button("Skip", size="sm", elem_id="al-skip")
