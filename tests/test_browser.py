@@ -164,11 +164,6 @@ def test_create_a_project_from_a_folder_upload(page: Page, tmp_path: Path) -> No
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="Known bug: after undo, skip and arrow-key moves in the first batch, the number keys stop labeling "
-    "once round 1 has replaced the batch; plain keyboard labeling across rounds works (see the closing note).",
-    strict=False,
-)
 def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
     page: Page, app: tuple[str, Path], tmp_path: Path
 ) -> None:

@@ -573,3 +573,30 @@ def test_extend_batch_appends_after_the_current_items(tmp_path):
     assert [b.status for b in batch] == ["labeled", "pending", "pending", "pending"]
     assert batch[1].strategy == "margin"  # already present: unchanged
     assert [b.position for b in batch] == [0, 1, 2, 3]
+
+
+def test_set_batch_keeps_images_on_screen_first_and_theirs(store: ProjectStore) -> None:
+    """A new batch (a round ended) keeps the images tabs are showing: first, still claimed by those tabs."""
+    ids = add_images(store, 6)
+    store.set_batch([(ids[0], "random", None), (ids[1], "random", None), (ids[2], "random", None)])
+    assert store.claim_next("alice").image_id == ids[0]
+    assert store.claim_next("bob").image_id == ids[1]
+    store.set_batch([(ids[4], "margin", 0.9), (ids[1], "margin", 0.5), (ids[5], "margin", 0.2)])
+    batch = store.batch()
+    # both stay first, in their order; bob's was picked again (the new pick's score), alice's was not
+    assert [(b.image_id, b.claimed_by) for b in batch] == [
+        (ids[0], "alice"),
+        (ids[1], "bob"),
+        (ids[4], None),
+        (ids[5], None),
+    ]
+    assert (batch[1].strategy, batch[1].score, batch[0].strategy) == ("margin", 0.5, "random")
+    assert store.claim_next("bob").image_id == ids[1]  # each tab keeps its image; a new tab gets a new one
+    assert store.claim_next("carol").image_id == ids[4]
+    # labeled images and claims older than the limit are not kept
+    store.ensure_labels(["cat", "dog"])
+    store.add_annotation(ids[1], "cat")
+    store.set_batch([(ids[3], "margin", 0.1)])
+    assert [(b.image_id, b.claimed_by) for b in store.batch()] == [(ids[0], "alice"), (ids[4], "carol"), (ids[3], None)]
+    store.set_batch([(ids[3], "margin", 0.1)], keep_claims_after=-1.0)
+    assert [(b.image_id, b.claimed_by) for b in store.batch()] == [(ids[3], None)]

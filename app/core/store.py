@@ -447,19 +447,36 @@ class ProjectStore:
         self._update(sql, (checkpoint, number), f"There is no round {number} in this project.")
 
     # ----------------------------------------------------------------------------------------- batch
-    def set_batch(self, items: Sequence[tuple[int, str, float | None]]) -> None:
-        """Replace the current batch with ``(image_id, strategy, score)`` items, all pending and unclaimed."""
-        rows = [
-            (pos, int(image_id), str(strategy), _opt_float(score))
-            for pos, (image_id, strategy, score) in enumerate(items)
-        ]
-        if len({row[1] for row in rows}) != len(rows):
+    def set_batch(self, items: Sequence[tuple[int, str, float | None]], *, keep_claims_after: float = 600.0) -> None:
+        """Replace the current batch with ``(image_id, strategy, score)`` items, pending and unclaimed.
+
+        Images of the old batch that are still pending and were claimed less than ``keep_claims_after`` seconds
+        ago are on somebody's screen: they stay in the batch, first and with their claims (a new pick of the same
+        image gives its strategy and score), so nobody else is handed them and the batch counts them.
+        """
+        picked = [(int(image_id), str(strategy), _opt_float(score)) for image_id, strategy, score in items]
+        if len({row[0] for row in picked}) != len(picked):
             raise StoreError("The batch lists the same image twice. Each image can appear only once in a batch.")
 
         def work(conn: sqlite3.Connection) -> None:
+            held = [
+                tuple(r)
+                for r in conn.execute(
+                    """SELECT image_id, strategy, score, claimed_by, claimed_at FROM batch WHERE status = 'pending'
+                AND claimed_by IS NOT NULL AND claimed_at >= ? ORDER BY position""",
+                    (time.time() - keep_claims_after,),
+                )
+            ]
+            new = {row[0]: row for row in picked}
+            rows = [(*new.pop(h[0], tuple(h[:3])), h[3], h[4]) for h in held]
+            rows += [(*row, None, None) for row in picked if row[0] in new]
             conn.execute("DELETE FROM batch")
             try:
-                conn.executemany("INSERT INTO batch (position, image_id, strategy, score) VALUES (?, ?, ?, ?)", rows)
+                conn.executemany(
+                    "INSERT INTO batch (position, image_id, strategy, score, claimed_by, claimed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(pos, *row) for pos, row in enumerate(rows)],
+                )
             except sqlite3.IntegrityError as exc:
                 raise StoreError("The batch refers to an image that is not in this project.") from exc
 
