@@ -1,9 +1,10 @@
 """Label-to-next-image latency of the running app, measured through gradio_client.
 
 Starts the app in a child process on a free local port, creates a project, imports digit images, then submits
-labels one by one (the true digit, as a person would) and times each `/submit_label` call: the label is committed
-and the next image comes back in the same response. Rounds train in the background meanwhile, as in real use; the
-latencies while a round was running are also reported apart, to show that labeling never waits for training.
+labels one by one (the true digit, as a person would) and times each `/submit_label` call plus the download
+of the image it names: the label is committed and the next image comes back in the same response. Rounds train
+in the background meanwhile, as in real use; the latencies while a round was running are also reported apart,
+to show that labeling never waits for training.
 
     python -m benchmarks.ui_latency                       # 200 labels, tiny random-weight model
     python -m benchmarks.ui_latency --model bundled --image-size 96 --labels 200
@@ -15,6 +16,7 @@ sees less. Target (docs/benchmarks.md): p95 <= 150 ms over 200 labels.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -126,6 +128,7 @@ def main() -> None:
         serve(args.serve, args.port, args.batch_size, args.model, args.image_size)
         return
 
+    import httpx
     from gradio_client import Client, handle_file
     from sklearn.datasets import load_digits
 
@@ -163,10 +166,11 @@ def main() -> None:
         view = None
         while view is None:
             polled = client.predict(api_name="/poll")
-            view = polled[1:] if _value(polled[1]) else None
+            view = polled[1:] if "<img" in (_value(polled[1]) or "") else None
             time.sleep(0.2)
         first_image = time.perf_counter() - start
         times, training = [], []
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}/")
         for _ in range(args.labels):
             status = client.predict(api_name="/poll")[0]
             training.append("al-running" in status)  # the status line's class while a round runs
@@ -174,9 +178,11 @@ def main() -> None:
             label = str(targets[int(re.search(r"digit_(\d+)", name).group(1))])
             t = time.perf_counter()
             view = client.predict(label, api_name="/submit_label")
-            times.append(time.perf_counter() - t)
-            if not _value(view[0]):
+            src = re.search(r'<img src="([^"]+)"', _value(view[0]) or "")
+            if src is None:
                 raise SystemExit(f"no next image after {len(times)} labels")
+            http.get(html.unescape(src.group(1))).raise_for_status()  # the image itself, as a browser fetches it
+            times.append(time.perf_counter() - t)
         status = client.predict(api_name="/poll")[0]
         rounds = re.findall(r"round (\d+)", status)
         ms, busy = np.array(times) * 1000, np.array(training)

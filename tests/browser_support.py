@@ -36,6 +36,28 @@ ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1000}
 
+# Records when a key goes down and when the labeling image's src changes (and when the new image has loaded).
+LATENCY_PROBE = """
+() => {
+  if (window.__alLatency) return;
+  const state = (window.__alLatency = { key: null, keyAt: 0, changes: [] });
+  document.addEventListener("keydown", (e) => { state.key = e.key; state.keyAt = performance.now(); }, true);
+  const root = document.getElementById("al-image");
+  let last = root.querySelector("img")?.getAttribute("src") || "";
+  new MutationObserver(() => {
+    const img = root.querySelector("img");
+    const src = img?.getAttribute("src") || "";
+    if (src === last) return;
+    last = src;
+    const change = { src, key: state.key, keyAt: state.keyAt, at: performance.now(), loadedAt: null };
+    state.changes.push(change);
+    if (!img) return;
+    const loaded = () => { if (change.loadedAt === null) change.loadedAt = performance.now(); };
+    if (img.complete && img.naturalWidth) loaded(); else img.addEventListener("load", loaded, { once: true });
+  }).observe(root, { subtree: true, childList: true, attributes: true, attributeFilter: ["src"] });
+}
+"""
+
 
 def require_browser() -> None:
     """Skip (or fail, when ``ALABEL_REQUIRE_BROWSER=1``) unless Chromium and Playwright are available."""

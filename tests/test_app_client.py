@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from gradio_client import Client, handle_file
@@ -72,6 +74,13 @@ def file_name(caption: str) -> str:
     return match.group(1)
 
 
+def image_file(image_html: str) -> Path:
+    """The project file the labeling image shows (its address is the file's path on this computer)."""
+    match = re.search(r'<img src="gradio_api/file=([^"]+)"', image_html or "")
+    assert match, image_html
+    return Path(unquote(html.unescape(match.group(1))))
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 120.0) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -85,14 +94,15 @@ def wait_for(check: Callable[[], Any], timeout: float = 120.0) -> Any:
 def test_create_upload_label_a_batch_and_see_predictions(
     server: tuple[str, Path], client: Client, digit_files: list[Path]
 ) -> None:
-    # Labeling events return: image, caption, labels, predictions, progress, prefetch (the server keeps the state).
+    # Labeling events return: image (HTML), caption, labels, predictions, progress, prefetch (the server keeps the
+    # state), and for labeling actions an answer mark.
     project, dropdown, image, caption, labels, _pred, _progress, _prefetch = client.predict(
         PROJECT, TINY_MODEL, "", "\n".join(DIGITS), "margin", TINY.batch_size, 0.2, "fast", "Model default",
         api_name="/start_project",
     )  # fmt: skip
     assert project == PROJECT and value(dropdown) == PROJECT
     assert [v for _, v in labels["choices"]] == DIGITS
-    assert value(image) is None and "Add images" in caption
+    assert "<img" not in value(image) and "appears here" in value(image) and "Add images" in caption
 
     folder = [handle_file(str(f)) for f in digit_files]
     out = client.predict(folder, None, "", False, api_name="/import_images")
@@ -102,14 +112,14 @@ def test_create_upload_label_a_batch_and_see_predictions(
 
     def first_image() -> tuple | None:
         polled = client.predict(api_name="/poll")  # status, then the labeling outputs
-        return polled[1:] if value(polled[1]) else None
+        return polled[1:] if "<img" in (value(polled[1]) or "") else None  # None: no change this tick
 
     view = wait_for(first_image)
     labeled = []
     for i in range(TINY.batch_size):
-        image, caption, _labels, _pred, progress, prefetch = view
-        assert i == TINY.batch_size - 1 or "<img" in value(prefetch)
-        assert Path(value(image)).is_file()
+        image, caption, _labels, _pred, progress, prefetch = view[:6]
+        assert "<img" in value(prefetch)  # the next images (after the batch's last one, its extension)
+        assert image_file(value(image)).is_file()
         name = file_name(caption)
         assert name not in labeled
         assert f"Image **{i + 1}** of" in progress
@@ -124,10 +134,10 @@ def test_create_upload_label_a_batch_and_see_predictions(
         return "Model of round 1 ready" in status
 
     wait_for(round_done)
-    image, caption, _labels, predictions, progress, _prefetch = client.predict(
+    image, caption, _labels, predictions, progress, _prefetch, answer = client.predict(
         digit_of(file_name(view[1])), api_name="/submit_label"
     )
-    assert Path(value(image)).is_file() and "Round **1**" in progress
+    assert image_file(value(image)).is_file() and "Round **1**" in progress and "data-answer" in answer
     confidences = value(predictions)["confidences"]
     assert {c["label"] for c in confidences} == set(DIGITS)
     assert abs(sum(c["confidence"] for c in confidences) - 1.0) < 1e-3
@@ -148,7 +158,7 @@ def test_two_clients_get_different_images(server: tuple[str, Path], client: Clie
         other.predict(api_name="/init")
         first = client.predict(PROJECT, api_name="/open_project")
         second = other.predict(PROJECT, api_name="/open_project")
-        assert value(first[2]) and value(second[2])
+        assert "<img" in value(first[2]) and "<img" in value(second[2])
         assert file_name(first[3]) != file_name(second[3])
     finally:
         other.close()

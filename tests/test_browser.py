@@ -23,6 +23,7 @@ from tests.browser_support import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    LATENCY_PROBE,
     VIEWPORT,
     caption_name,
     choose,
@@ -42,28 +43,6 @@ except ImportError:  # the `browser` fixture skips (or fails) with the reason
 
 TIMEOUT = 90_000  # ms; rounds train in a background thread and the first batch needs embeddings
 IMAGE_SRC = re.compile(r"gradio_api/file=.+\.png")
-
-# Records when a key goes down and when the labeling image's src changes (and when the new image has loaded).
-LATENCY_PROBE = """
-() => {
-  if (window.__alLatency) return;
-  const state = (window.__alLatency = { key: null, keyAt: 0, changes: [] });
-  document.addEventListener("keydown", (e) => { state.key = e.key; state.keyAt = performance.now(); }, true);
-  const root = document.getElementById("al-image");
-  let last = root.querySelector("img")?.getAttribute("src") || "";
-  new MutationObserver(() => {
-    const img = root.querySelector("img");
-    const src = img?.getAttribute("src") || "";
-    if (src === last) return;
-    last = src;
-    const change = { src, key: state.key, keyAt: state.keyAt, at: performance.now(), loadedAt: null };
-    state.changes.push(change);
-    if (!img) return;
-    const loaded = () => { if (change.loadedAt === null) change.loadedAt = performance.now(); };
-    if (img.complete && img.naturalWidth) loaded(); else img.addEventListener("load", loaded, { once: true });
-  }).observe(root, { subtree: true, childList: true, attributes: true, attributeFilter: ["src"] });
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +178,8 @@ def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
                 }
             )
         assert change["src"] != before
+        # the server's answer (caption, progress, the model's guess) follows the image the page showed at once
+        page.wait_for_function("() => !document.body.classList.contains('al-pending')", timeout=TIMEOUT)
         if expect_name is not None:
             expect(page.locator("#al-caption strong").first).to_have_text(expect_name)
         return caption_name(page) if change["src"] else ""

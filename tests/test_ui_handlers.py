@@ -244,6 +244,30 @@ def test_submit_skip_undo_and_moving_in_the_batch(ui: Handlers, digit_files: lis
         assert ui.undo("digits", "someone-else", third.cursor) is None  # nothing of theirs to undo
 
 
+def test_the_image_shown_ahead_is_the_one_the_server_then_shows(ui: Handlers, digit_files: list[Path]) -> None:
+    """The page shows `upcoming[0]` the moment a label is given; the server's answer must agree, within a batch,
+    across its end (the batch grows while the round trains) and after a round replaces it."""
+    session = project_with_batch(ui, digit_files)
+    view = ui.current("digits", "tab")
+    agreed = 0
+    for _ in range(3 * TINY.batch_size):
+        ahead = [u.image_id for u in view.upcoming]
+        assert view.image_id not in ahead and len(set(ahead)) == len(ahead)
+        assert all(Path(u.path).is_file() and u.name.endswith(".png") and u.small for u in view.upcoming)
+        before = session.store.current_round()
+        view = ui.submit("digits", "tab", view.cursor, true_label(session, view.image_id))
+        assert view.image_id is not None
+        if session.store.current_round() == before:  # a round ending in between may change the next pick
+            assert ahead and ahead[0] == view.image_id
+            agreed += 1
+    assert agreed >= 2 * TINY.batch_size
+    wait_round(session)
+    assert session.store.current_round() >= 1
+    other = ui.current("digits", "other-tab")  # another tab holds an image: it is never shown ahead to this one
+    mine = ui.current("digits", "tab")
+    assert other.image_id not in [u.image_id for u in mine.upcoming]
+
+
 def test_two_tabs_get_different_images_and_a_tab_resumes(ui: Handlers, digit_files: list[Path]) -> None:
     session = project_with_batch(ui, digit_files)
     a = ui.current("digits", "tab-a")

@@ -52,6 +52,7 @@ class ModelState:
         self.label_names: list[str] = []
         self._ids: np.ndarray = np.empty(0, dtype=np.int64)
         self._probs: np.ndarray | None = None
+        self.generation = 0  # grows whenever the model's probabilities change
         # fine-tune mode: the current head reads embeddings of a tuned backbone (loaded lazily from its file)
         self._tuned: LoadedBackbone | None = None
         self._tuned_weights: Path | None = None
@@ -85,6 +86,7 @@ class ModelState:
             self.label_names = list(label_names)
             self._ids = np.empty(0, dtype=np.int64)
             self._probs = None
+            self.generation += 1
             self._tuned, self._tuned_weights, self._tuned_cache = None, None, None
 
     # ---------------------------------------------------------- fine-tune mode
@@ -139,6 +141,7 @@ class ModelState:
             self.label_names = list(label_names)
             self._ids = np.asarray(ids, dtype=np.int64)
             self._probs = probs
+            self.generation += 1
             self._tuned, self._tuned_weights = tuned, None
             self._tuned_cache = tuned_cache if tuned is not None else None
         self._prune_tuned_caches()
@@ -155,6 +158,7 @@ class ModelState:
                 return
             self._ids = np.asarray(cached, dtype=np.int64)
             self._probs = predict_proba(self.head, cache.get(cached))
+            self.generation += 1
 
     def probs_for(self, ids: Sequence[int]) -> np.ndarray | None:
         """Probabilities (len(ids), C) for images the current model has scored, or None."""
@@ -301,6 +305,7 @@ class ModelState:
             self.head = load_head_checkpoint(path)
             self.label_names = list(labels)
             self._probs = None
+            self.generation += 1
             self._ids = np.empty(0, dtype=np.int64)
             self._tuned, self._tuned_weights, self._tuned_cache = None, weights, tuned_cache
         self._prune_tuned_caches()

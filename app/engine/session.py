@@ -61,6 +61,7 @@ class ActiveLearningSession:
         self.model = ModelState(store.root, settings)
         self._round_lock = threading.Lock()
         self._batch_lock = threading.Lock()
+        self._extension_cache: tuple[tuple, list[tuple[int, str, float | None]]] | None = None
 
     # ----------------------------------------------------------------- projects
     @classmethod
@@ -156,8 +157,9 @@ class ActiveLearningSession:
         with self._batch_lock:
             item = self.store.claim_next(client_id)
             if item is None:
-                self._learn_from_used_up_batch()
-                if self._extend_batch():
+                extended = self._extend_batch()
+                self._learn_from_used_up_batch()  # after the extension: training competes for the CPU
+                if extended:
                     item = self.store.claim_next(client_id)
         return item
 
@@ -175,29 +177,45 @@ class ActiveLearningSession:
 
     def _extend_batch(self) -> bool:
         """Append up to one batch of pool images picked by the current model (or at random without one)."""
-        pool = self._pool_ids()
-        if not pool:
+        items = self._extension()
+        if not items:
             return False
+        self.store.extend_batch(items)
+        return True
+
+    def peek_extension(self) -> list[int]:
+        """The images the batch would grow by if it were used up now, in order (the page fetches them ahead)."""
+        return [image_id for image_id, _, _ in self._extension()]
+
+    def _extension(self) -> list[tuple[int, str, float | None]]:
+        """The `(image_id, strategy, score)` picks of a batch extension; kept while the pool and model stay the
+        same, so a peek and the extension that follows agree and the picking is done once."""
+        pool = self._pool_ids()
+        key = (self.store.current_round(), self.model.generation, tuple(pool))
+        cached = self._extension_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        items = self._pick_extension(pool) if pool else []
+        self._extension_cache = (key, items)
+        return items
+
+    def _pick_extension(self, pool: list[int]) -> list[tuple[int, str, float | None]]:
         k = min(self.settings.batch_size, len(pool))
         probs = self.model.probs_for(pool)
         if probs is None:
             rng = np.random.default_rng(self.settings.seed + self.store.current_round() + len(pool))
             picks = rng.choice(len(pool), size=k, replace=False)
-            items = [(pool[int(i)], "random", None) for i in picks]
-        else:
-            labeled = list(self.store.current_labels())
-            cache = self.model.current_cache()  # the features the current model reads (fine-tuned or frozen)
-            try:
-                pool_emb, labeled_emb = cache.get(pool), cache.get(labeled)
-            except KeyError:  # images added since the last round have no embedding yet
-                pool_emb = labeled_emb = None
-            strategy = self.settings.strategy if pool_emb is not None else "margin"
-            sel = select_batch(
-                strategy, k, probs=probs, pool_emb=pool_emb, labeled_emb=labeled_emb, seed=self.settings.seed
-            )
-            items = [(pool[int(i)], sel.strategy, float(s)) for i, s in zip(sel.indices, sel.scores, strict=True)]
-        self.store.extend_batch(items)
-        return True
+            return [(pool[int(i)], "random", None) for i in picks]
+        labeled = list(self.store.current_labels())
+        cache = self.model.current_cache()  # the features the current model reads (fine-tuned or frozen)
+        try:
+            pool_emb, labeled_emb = cache.get(pool), cache.get(labeled)
+        except KeyError:  # images added since the last round have no embedding yet
+            pool_emb = labeled_emb = None
+        strategy = self.settings.strategy if pool_emb is not None else "margin"
+        seed = self.settings.seed
+        sel = select_batch(strategy, k, probs=probs, pool_emb=pool_emb, labeled_emb=labeled_emb, seed=seed)
+        return [(pool[int(i)], sel.strategy, float(s)) for i, s in zip(sel.indices, sel.scores, strict=True)]
 
     def ensure_batch(self, progress: ProgressFn = _noop) -> list[BatchItem]:
         """Make sure there is a batch to label: the cold-start pick when nothing is labeled yet."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-from gradio_client.utils import encode_file_path
 
 from app.engine.model_report import failure_markdown
 from app.ui import dashboard
 from app.ui.handlers import CUSTOM, Handlers, PollResult
 from app.ui.hotkeys import INIT_JS, REMEMBER_PROJECT_JS
+from app.ui.imagebox import answer_html, image_html, upcoming_html
 from app.ui.uploads import collect_sources, report_markdown
 from app.ui.views import LabelView, label_choices, message_view
 
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 FAST = {"show_progress": "hidden", "concurrency_id": "labeling", "concurrency_limit": 4, "trigger_mode": "once"}
 PRIVATE = {"api_visibility": "private"}
 QUIET = {"show_progress": "hidden"}  # errors come as a toast; no spinner or error badge over the outputs
-PREDICTION_LABEL = "Model's guess"
-NO_MODEL_LABEL = "Model's guess (after the first round)"
 
 
 def _skips(n: int) -> tuple[Any, ...]:
@@ -33,33 +31,24 @@ def _user(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
-def prefetch_html(paths: list[str]) -> str:
-    """Hidden images, so the browser already has the next images when they are shown."""
-    tags = "".join(f'<img src="gradio_api/file={encode_file_path(p)}" alt="">' for p in paths)
-    return f"<div>{tags}</div>"
-
-
 def view_updates(view: LabelView | None, *, choices: bool = False) -> tuple[Any, ...]:
-    """Updates for (image, caption, labels, predictions, progress, cursor, prefetch); skipped when `view` is None."""
+    """Updates for (image, caption, labels, predictions, progress, cursor, prefetch); skipped when `view` is None.
+
+    Plain values only (no `gr.update` with properties, which makes Gradio rebuild the component's config on every
+    answer), so a labeling answer stays cheap.
+    """
     if view is None:
         return _skips(7)
-    classes = ["al-image", "al-small"] if view.small else ["al-image"]
     labels = gr.update(value=view.selected, choices=label_choices(view.labels)) if choices else view.selected
     return (
-        gr.update(value=view.image_path, elem_classes=classes),
+        image_html(view),
         view.caption,
         labels,
-        _predictions(view.predictions),
+        view.predictions,
         view.progress,
         view.cursor,
-        prefetch_html(view.upcoming) if view.upcoming else gr.skip(),
+        upcoming_html(view.upcoming),
     )
-
-
-def _predictions(predictions: dict[str, float] | None) -> Any:
-    if predictions is None:
-        return gr.update(value=None, label=NO_MODEL_LABEL)
-    return gr.update(value=predictions, label=PREDICTION_LABEL)
 
 
 def poll_updates(result: PollResult) -> tuple[Any, ...]:
@@ -68,7 +57,7 @@ def poll_updates(result: PollResult) -> tuple[Any, ...]:
     if result.view is not None:
         return head + view_updates(result.view)
     if result.refresh:
-        return head + _skips(3) + (_predictions(result.predictions), result.progress, gr.skip(), gr.skip())
+        return head + _skips(3) + (result.predictions, result.progress, gr.skip(), gr.skip())
     return head + _skips(7)
 
 
@@ -199,31 +188,35 @@ def wire(p: Page) -> None:
     )
 
     # ---------------------------------------------------------------- labeling
+    # Every answer also carries a fresh answer mark: the page holds further keys until it arrives (`app.ui.hotkeys`).
+    def answered(view: LabelView | None) -> tuple[Any, ...]:
+        return (*view_updates(view), answer_html())
+
     def submit(project, client, cursor, label, request: gr.Request) -> tuple[Any, ...]:
-        return view_updates(h.submit(project, client, cursor, label, _user(request)))
+        return answered(h.submit(project, client, cursor, label, _user(request)))
 
     def pick(project, client, cursor, label, auto, request: gr.Request) -> tuple[Any, ...]:
-        return view_updates(h.pick(project, client, cursor, label, bool(auto), _user(request)))
+        return answered(h.pick(project, client, cursor, label, bool(auto), _user(request)))
 
     def skip(project, client, cursor) -> tuple[Any, ...]:
-        return view_updates(h.skip(project, client, cursor))
+        return answered(h.skip(project, client, cursor))
 
     def undo(project, client, cursor, request: gr.Request) -> tuple[Any, ...]:
-        return view_updates(h.undo(project, client, cursor, _user(request)))
+        return answered(h.undo(project, client, cursor, _user(request)))
 
     def previous(project, client, cursor) -> tuple[Any, ...]:
-        return view_updates(h.move(project, client, cursor, -1))
+        return answered(h.move(project, client, cursor, -1))
 
     def following(project, client, cursor) -> tuple[Any, ...]:
-        return view_updates(h.move(project, client, cursor, +1))
+        return answered(h.move(project, client, cursor, +1))
 
-    who = [p.project, p.client, p.cursor]
-    p.submit.click(submit, [*who, p.labels], view_out, api_name="submit_label", **FAST)
-    p.labels.input(pick, [*who, p.labels, p.auto], view_out, api_name="pick_label", **FAST)
-    p.skip.click(skip, who, view_out, api_name="skip", **FAST)
-    p.undo.click(undo, who, view_out, api_name="undo", **FAST)
-    p.prev.click(previous, who, view_out, api_name="previous", **FAST)
-    p.next.click(following, who, view_out, api_name="next", **FAST)
+    who, label_out = [p.project, p.client, p.cursor], [*view_out, p.answer]
+    p.submit.click(submit, [*who, p.labels], label_out, api_name="submit_label", **FAST)
+    p.labels.input(pick, [*who, p.labels, p.auto], label_out, api_name="pick_label", **FAST)
+    p.skip.click(skip, who, label_out, api_name="skip", **FAST)
+    p.undo.click(undo, who, label_out, api_name="undo", **FAST)
+    p.prev.click(previous, who, label_out, api_name="previous", **FAST)
+    p.next.click(following, who, label_out, api_name="next", **FAST)
 
     def poll(project, client, cursor, key) -> tuple[Any, ...]:
         return poll_updates(h.poll(project, client, cursor, key))
@@ -249,7 +242,7 @@ def wire(p: Page) -> None:
 
     p.save_ckpt.click(save, [p.project, p.ckpt_name], [p.ckpts, p.ckpt_name], api_name="save_checkpoint", **QUIET)
     p.load_ckpt.click(
-        lambda project, name, cursor: _predictions(h.load_checkpoint(project, name, cursor)),
+        h.load_checkpoint,
         [p.project, p.ckpts, p.cursor],
         [p.predictions],
         api_name="load_checkpoint",

@@ -21,9 +21,12 @@ HOTKEYS_JS = r"""
     return el.tagName === "INPUT" && TYPING.has((el.type || "text").toLowerCase());
   };
   const shown = (el) => el && el.offsetParent !== null;
-  const click = (id) => {
+  const buttonOf = (id) => {
     const root = document.getElementById(id);
-    const el = root && (root.tagName === "BUTTON" ? root : root.querySelector("button"));
+    return root && (root.tagName === "BUTTON" ? root : root.querySelector("button"));
+  };
+  const click = (id) => {
+    const el = buttonOf(id);
     if (el && shown(el) && !el.disabled) { el.click(); return true; }
     return false;
   };
@@ -31,6 +34,92 @@ HOTKEYS_JS = r"""
     Enter: "al-submit", s: "al-skip", S: "al-skip", u: "al-undo", U: "al-undo", Backspace: "al-undo",
     ArrowLeft: "al-prev", ArrowRight: "al-next",
   };
+  const BUTTONS = ["al-submit", "al-skip", "al-undo", "al-prev", "al-next"];
+
+  // One labeling action at a time. An action that moves on to the next image of the batch shows that image at
+  // once (the browser fetched it ahead, see #al-prefetch); the server's answer then fills in its caption and the
+  // model's guess, or shows another image if it chose one. Actions asked for while an answer is on its way are
+  // kept and replayed in order, so each applies to the image it was meant for; they are dropped if the server
+  // showed another image than the one on screen.
+  const WAIT_MS = 4000;
+  let pending = null;
+  const held = [];
+  const frame = () => document.querySelector("#al-image .al-frame");
+  const picked = () => document.querySelector("#al-labels input[type=radio]:checked");
+  const autoSubmit = () => !!document.querySelector("#al-auto input:checked");
+  const showNext = () => {
+    const f = frame(), img = f && f.querySelector("img");
+    const next = document.querySelector("#al-prefetch img[data-id]");
+    if (!img || !next || next.dataset.id === f.dataset.id) return null;
+    const small = f.classList.contains("al-small");
+    const before = { id: f.dataset.id, src: img.getAttribute("src"), alt: img.alt, small };
+    img.setAttribute("src", next.getAttribute("src"));
+    img.alt = next.alt;
+    f.dataset.id = next.dataset.id;
+    f.classList.toggle("al-small", next.dataset.small === "1");
+    return { frame: f, img, before, id: next.dataset.id };
+  };
+  const answer = () => document.querySelector("#al-answer [data-answer]")?.dataset.answer || "";
+  const begin = (advances) => {
+    watchAnswers();
+    const timer = setTimeout(() => settle(true), WAIT_MS);
+    pending = { swap: advances ? showNext() : null, timer, answer: answer() };
+    document.body.classList.add("al-pending");
+  };
+  const settle = (timedOut) => {
+    if (!pending) return;
+    const { swap, timer } = pending;
+    clearTimeout(timer);
+    pending = null;
+    document.body.classList.remove("al-pending");
+    if (timedOut) {  // no answer (an error was shown): put back what the server last showed
+      if (swap && frame() === swap.frame) {
+        const b = swap.before;
+        swap.img.setAttribute("src", b.src); swap.img.alt = b.alt; swap.frame.dataset.id = b.id;
+        swap.frame.classList.toggle("al-small", b.small);
+      }
+      held.length = 0;
+      return;
+    }
+    const f = frame();
+    if (swap && !(f && f.dataset.id === swap.id)) { held.length = 0; return; }
+    const next = held.shift();
+    if (next) next();
+  };
+  let watched = null;
+  const watchAnswers = () => {
+    const el = document.getElementById("al-answer");
+    if (!el || el === watched) return;
+    watched = el;
+    // a new answer mark has arrived; the answer's other outputs are drawn in the same update, look once they are
+    new MutationObserver(() => {
+      if (pending && answer() !== pending.answer) setTimeout(() => settle(false), 0);
+    }).observe(el, { subtree: true, childList: true, characterData: true, attributes: true });
+  };
+  const isAction = (t) => {
+    if (!t || !t.closest) return false;
+    if (t.matches && t.matches("#al-labels input[type=radio]")) return true;
+    const b = t.closest("button");
+    return !!b && BUTTONS.some((id) => buttonOf(id) === b);
+  };
+  document.addEventListener("click", (e) => {
+    if (!isAction(e.target)) return;
+    const target = e.target.matches("#al-labels input") ? e.target : e.target.closest("button");
+    if (pending) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      if (held.length < 20) held.push(() => target.click());
+      return;
+    }
+    if (target.tagName === "INPUT") return;  // a label: the answer is awaited from its "input" event below
+    const submit = target === buttonOf("al-submit"), skip = target === buttonOf("al-skip");
+    const f = frame();
+    begin((submit && !!picked()) || (skip && !!(f && f.dataset.id)));
+  }, true);
+  document.addEventListener("input", (e) => {
+    if (!pending && e.target.matches && e.target.matches("#al-labels input[type=radio]")) begin(autoSubmit());
+  }, true);
+
   // a clicked label must not keep the focus: it would look picked for the next image
   document.addEventListener("change", (e) => {
     if (e.target.matches && e.target.matches("#al-labels input")) setTimeout(() => e.target.blur(), 0);
@@ -41,26 +130,34 @@ HOTKEYS_JS = r"""
     const panel = document.getElementById("al-panel");
     if (button && e.detail > 0 && !(panel && panel.contains(button))) setTimeout(() => button.blur(), 0);
   });
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
-    if (!shown(document.getElementById("al-panel"))) return;
-    if (/^[0-9]$/.test(e.key)) {
-      const inputs = document.querySelectorAll("#al-labels input[type=radio]");
-      const input = inputs[e.key === "0" ? 9 : Number(e.key) - 1];
+  const labelInput = (key) => {
+    const inputs = document.querySelectorAll("#al-labels input[type=radio]");
+    return inputs[key === "0" ? 9 : Number(key) - 1];
+  };
+  const press = (key) => {
+    if (/^[0-9]$/.test(key)) {
+      const input = labelInput(key);
       if (!input) return;
-      e.preventDefault();
       if (input.checked) { click("al-submit"); } else { input.click(); }
       return;
     }
+    click(ACTIONS[key]);
+  };
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
+    if (!shown(document.getElementById("al-panel"))) return;
+    const digit = /^[0-9]$/.test(e.key);
     const target = ACTIONS[e.key];
-    if (!target) return;
+    if (!digit && !target) return;
+    if (digit && !labelInput(e.key)) return;
     const panel = document.getElementById("al-panel");
     // Enter on a control focused with the keyboard (Tab) outside the panel keeps its own meaning
     const control = e.target.closest && e.target.closest("button, a");
     if (e.key === "Enter" && control && !panel.contains(control)) return;
     e.preventDefault();
     if (e.repeat && target === "al-undo") return;
-    click(target);
+    if (pending) { if (held.length < 20) held.push(() => press(e.key)); return; }
+    press(e.key);
   });
 })();
 """

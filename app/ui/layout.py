@@ -11,12 +11,13 @@ from app.core.settings import MODES, ProjectSettings
 from app.core.strategies import DEFAULT_STRATEGY, STRATEGIES
 from app.engine.demo import DEMO_NAME
 from app.engine.model_import import architecture_names
-from app.ui import style
 from app.ui.handlers import CUSTOM, DEFAULT_SIZE, Handlers
 from app.ui.hotkeys import KEYS_HELP
-from app.ui.views import status_html, strategy_name
+from app.ui.imagebox import image_html
+from app.ui.views import LabelView, status_html, strategy_name
 
 TITLE = "Active-learning labeler"
+PREDICTIONS = "Model's guess"
 SIZES = [DEFAULT_SIZE, "64", "96", "128", "160", "192", "224", "256", "288", "320", "384"]
 MODE_NAMES = {"fast": "Fast: train a small head on frozen features", "finetune": "Fine-tune the whole model (GPU)"}
 EXPORTS = [
@@ -231,16 +232,7 @@ def _main_column(c: dict) -> None:
         with gr.Tab("Label", id="label"):
             with gr.Row(equal_height=False, elem_id="al-panel"):
                 with gr.Column(scale=3, min_width=360):
-                    c["image"] = gr.Image(
-                        type="filepath",
-                        interactive=False,
-                        show_label=False,
-                        height=style.IMAGE_HEIGHT,
-                        buttons=["fullscreen"],
-                        elem_id="al-image",
-                        elem_classes=["al-image"],
-                        placeholder="The image to label appears here.",
-                    )
+                    c["image"] = gr.HTML(image_html(LabelView()), elem_id="al-image", padding=False)
                     c["caption"] = gr.Markdown(elem_id="al-caption")
                 with gr.Column(scale=2, min_width=300):
                     c["labels"] = gr.Radio([], label="Label", elem_id="al-labels")
@@ -251,10 +243,11 @@ def _main_column(c: dict) -> None:
                         c["undo"] = gr.Button("Undo", size="sm", elem_id="al-undo")
                         c["prev"] = gr.Button("← Previous", size="sm", elem_id="al-prev")
                         c["next"] = gr.Button("Next →", size="sm", elem_id="al-next")
-                    c["predictions"] = gr.Label(label="Model's guess", num_top_classes=10, elem_id="al-predictions")
+                    c["predictions"] = gr.Label(label=PREDICTIONS, num_top_classes=10, elem_id="al-predictions")
                     c["progress"] = gr.Markdown(elem_id="al-progress")
                     gr.HTML(f"<div>{KEYS_HELP}</div>", elem_id="al-keys")
                     c["prefetch"] = gr.HTML("", elem_id="al-prefetch", padding=False)
+                    c["answer"] = gr.HTML("", elem_id="al-answer", padding=False)
         with gr.Tab("Dashboard", id="dashboard") as c["dash_tab"]:
             c["dash_summary"] = gr.Markdown()
             with gr.Row():

@@ -30,12 +30,16 @@ CSS = """
 #al-header p { margin: 0.1rem 0 0.4rem; color: var(--body-text-color-subdued); }
 
 /* the image: as large as the panel allows, aspect ratio kept, never stretched or mirrored */
-#al-image { background: var(--neutral-100); }
-#al-image img { object-fit: contain !important; width: 100% !important; height: 100% !important;
-  max-width: 100% !important; max-height: 100% !important; transform: none !important; }
-#al-image.al-small img { image-rendering: pixelated; }
+#al-image .al-frame { height: min(__IMAGE_HEIGHT__px, 70vh); display: flex; align-items: center;
+  justify-content: center; background: var(--neutral-100); border-radius: var(--radius-md); overflow: hidden; }
+#al-image .al-frame img { width: 100%; height: 100%; object-fit: contain; transform: none; user-select: none; }
+#al-image .al-frame.al-small img { image-rendering: pixelated; }
+#al-image .al-empty { color: var(--body-text-color-subdued); padding: 1rem; text-align: center; }
+/* while the server's answer for the image already on screen is on its way, its old details are dimmed */
+body.al-pending #al-caption, body.al-pending #al-predictions, body.al-pending #al-progress { opacity: 0.45; }
+body.al-pending #al-labels label:has(input:checked) { background: none; border-color: var(--border-color-primary); }
 #al-caption { min-height: 3.2em; }
-#al-prefetch { display: none !important; }
+#al-prefetch, #al-answer { display: none !important; }
 #al-caption p { margin: 0.15rem 0; }
 
 /* label choices as big buttons; the first ten show their number key (1-9, then 0) */
@@ -73,4 +77,4 @@ CSS = """
   border: 1px solid var(--border-color-primary); }
 .al-confusion th.corner { font-weight: 400; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 footer { opacity: 0.6; }
-"""
+""".replace("__IMAGE_HEIGHT__", str(IMAGE_HEIGHT))

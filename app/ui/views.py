@@ -12,8 +12,8 @@ from app.engine.jobs import FAILED, RUNNING, JobStatus
 from app.engine.session import ActiveLearningSession
 
 BROWSER_FORMATS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
-SMALL_SIDE = 256
-PREFETCH = 3  # images smaller than this are upscaled with crisp (pixelated) edges
+SMALL_SIDE = 256  # images smaller than this are upscaled with crisp (pixelated) edges
+PREFETCH = 3
 
 STRATEGY_NAMES = {
     "random": "Random",
@@ -50,6 +50,16 @@ def parse_labels(text: str | None) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+@dataclass(frozen=True)
+class Upcoming:
+    """An image this tab will probably be shown next: the page fetches it ahead and shows it at once."""
+
+    image_id: int
+    path: str
+    name: str
+    small: bool
+
+
 @dataclass
 class LabelView:
     """Everything the labeling panel shows for one image (or the message shown instead of an image).
@@ -57,6 +67,7 @@ class LabelView:
     Attributes:
         image_id: the image shown, None when there is none to show.
         image_path: absolute path the browser fetches (a PNG preview for formats browsers cannot show).
+        name: the image's original file name.
         small: True when the image is small enough to be upscaled with crisp pixels.
         caption: Markdown under the image: file name and why it was picked, or a message.
         selected: the label to preselect (the image's current label), None for a fresh image.
@@ -64,11 +75,12 @@ class LabelView:
         progress: Markdown progress line.
         labels: the project's labels, in order.
         shown_at: when the image was put on screen (to record the seconds a label took).
-        upcoming: files of the images likely to come next, for the browser to fetch ahead of time.
+        upcoming: the images likely to come next, in the order this tab gets them (see `upcoming`).
     """
 
     image_id: int | None = None
     image_path: str | None = None
+    name: str = ""
     small: bool = False
     caption: str = ""
     selected: str | None = None
@@ -76,7 +88,7 @@ class LabelView:
     progress: str = ""
     labels: list[str] = field(default_factory=list)
     shown_at: float = field(default_factory=time.time)
-    upcoming: list[str] = field(default_factory=list)
+    upcoming: list[Upcoming] = field(default_factory=list)
 
     @property
     def cursor(self) -> dict[str, Any]:
@@ -137,6 +149,7 @@ def image_view(
     return LabelView(
         image_id=image_id,
         image_path=display_path(session, image_id),
+        name=row.original_name,
         small=max(row.width, row.height) < SMALL_SIDE,
         caption=f"**{html.escape(row.original_name)}** · {row.width}×{row.height}{status}  \n{why_picked(item)}",
         selected=current,
@@ -147,18 +160,26 @@ def image_view(
     )
 
 
-def upcoming(session: ActiveLearningSession, batch: list[BatchItem], image_id: int, client: str | None) -> list[str]:
-    """Up to `PREFETCH` pending images of the batch this client may get next (never converting any file here)."""
+def upcoming(
+    session: ActiveLearningSession, batch: list[BatchItem], image_id: int, client: str | None
+) -> list[Upcoming]:
+    """Up to `PREFETCH` images this client will probably get next, in the order it gets them: its own claimed
+    images of the batch, unclaimed ones by position, then the batch's extension once it is about to be used up
+    (see `ActiveLearningSession.next_item`). Files are never converted here."""
     if client is None:
         return []
+    mine = [b.image_id for b in batch if b.status == "pending" and b.image_id != image_id and b.claimed_by == client]
+    free = [b.image_id for b in batch if b.status == "pending" and b.image_id != image_id and b.claimed_by is None]
+    order = mine + free
+    if len(order) < PREFETCH and not any(b.status == "pending" and b.claimed_by not in (None, client) for b in batch):
+        order += [i for i in session.peek_extension() if i != image_id]  # the batch is about to be used up
     out = []
-    for b in batch:
-        if len(out) >= PREFETCH:
-            break
-        if b.status == "pending" and b.image_id != image_id and b.claimed_by in (None, client):
-            path = session.store.image_path(b.image_id)
-            if path.suffix.lower() in BROWSER_FORMATS:
-                out.append(str(path))
+    for i in order[:PREFETCH]:
+        path = session.store.image_path(i)
+        if path.suffix.lower() not in BROWSER_FORMATS:
+            break  # its preview is made when it is shown; the page waits for the server from here on
+        row = session.store.get_image(i)
+        out.append(Upcoming(i, str(path), row.original_name, max(row.width, row.height) < SMALL_SIDE))
     return out
 
 
