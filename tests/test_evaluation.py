@@ -24,3 +24,10 @@ def test_unlearnable_labels_are_not_scored_as_if_seen():
 
 def test_too_few_labels_gives_nothing():
     assert cross_validated_metrics(np.zeros((9, 4), np.float32), np.zeros(9, int), ["a", "b"]) is None
+
+
+def test_about_one_label_per_class_is_too_few_to_measure():
+    rng = np.random.default_rng(2)
+    names = [str(d) for d in range(10)]
+    assert cross_validated_metrics(rng.normal(size=(19, 4)).astype(np.float32), np.arange(19) % 10, names) is None
+    assert cross_validated_metrics(rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 10, names) is not None

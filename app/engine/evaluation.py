@@ -11,6 +11,7 @@ from app.core.metrics import classification_metrics
 from lit_models.train import predict_proba, train_head
 
 MIN_CV_LABELS = 10
+MIN_CV_PER_CLASS = 2  # on average: with fewer, most held-out images have no example of their class left to learn from
 
 
 def cross_validated_metrics(
@@ -25,10 +26,11 @@ def cross_validated_metrics(
     """Metrics from out-of-fold predictions: every labeled image is scored by a head that never saw it.
 
     Used while too few labels are held out to validate on, so early rounds still get a learning-curve point
-    without scoring the model on its own training data. Returns None with fewer than `MIN_CV_LABELS` labels.
+    without scoring the model on its own training data. Returns None with fewer than `MIN_CV_LABELS` labels, or
+    fewer than `MIN_CV_PER_CLASS` per label on average (ten labels over ten digits say nothing about accuracy).
     """
     n = len(y)
-    if n < MIN_CV_LABELS:
+    if n < max(MIN_CV_LABELS, MIN_CV_PER_CLASS * len(label_names)):
         return None
     k = min(folds, n)
     order = np.random.default_rng(seed).permutation(n)
