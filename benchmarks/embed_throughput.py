@@ -9,6 +9,10 @@ top of the convolutions. "raw_plain_heap" is the same loop with glibc's default 
     python -m benchmarks.embed_throughput                         # bundled Lite0 at 224 and 64 px
     python -m benchmarks.embed_throughput --sizes 64 --images 512 --workers 0,1,2
 
+Rows also give the least CPU time per image (all threads, loader processes included) of raw and pipeline, which a
+busy machine disturbs less than wall time, and the one-core cost of decoding + transforming one image (the
+decoder embed_paths uses, and PIL's for comparison). The 1-minute load average is printed before every round.
+
 Images: scikit-learn's digits written as 64-pixel PNGs (`--kind digits`, cheap to decode) or 320x320 JPEG crops
 of scikit-learn's two sample photos (`--kind photos`, a realistic decode cost). Target (docs/benchmarks.md):
 pipeline >= 0.8x raw.
@@ -16,23 +20,30 @@ pipeline >= 0.8x raw.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
-import tempfile
-import time
-import warnings
-from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+# Before torch loads, as the app does (app/__main__.py): OpenMP reads it once. `import lit_models` sets it too, but
+# only when it comes first, and isort puts it after torch: the benchmark used to run with spin-waiting threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
-from app.core.images import load_rgb
-from lit_models.backbones import BackboneSpec, eval_transform, load_backbone
-from lit_models.embed import _reusable_heap, embed_paths
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from app.core.images import load_rgb  # noqa: E402
+from lit_models.backbones import BackboneSpec, eval_transform, load_backbone  # noqa: E402
+from lit_models.decode import decode_uint8  # noqa: E402
+from lit_models.embed import _reusable_heap, embed_paths, uint8_transform  # noqa: E402
 
 
 def write_images(folder: Path, kind: str, n: int) -> list[Path]:
@@ -44,6 +55,7 @@ def write_images(folder: Path, kind: str, n: int) -> list[Path]:
         return [paths[i % len(paths)] for i in range(n)]
     from sklearn.datasets import load_sample_images
 
+    folder.mkdir(parents=True, exist_ok=True)
     photos = load_sample_images().images
     rng = np.random.default_rng(0)
     paths = []
@@ -70,6 +82,27 @@ def raw_forward(model: torch.nn.Module, batches: list[torch.Tensor], *, padded_h
         return n / (time.perf_counter() - start)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, its threads and its finished children (loader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def per_image_us(fn, paths: list[Path]) -> float:
+    """Microseconds per image of `fn(path)` in this thread, best of 3 passes."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for p in paths:
+            fn(p)
+        best = min(best, (time.perf_counter() - start) / len(paths))
+    return best * 1e6
+
+
+def _decode_transform(decode, transform, path: Path) -> None:
+    transform(decode(str(path)))
+
+
 def pipeline(backbone, paths: list[Path], batch_size: int, workers: int) -> float:
     """Images per second of `embed_paths` over the files."""
     start = time.perf_counter()
@@ -92,7 +125,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     workers = [int(w) for w in args.workers.split(",") if w.strip()] or [None]
     results = []
-    print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, OMP_WAIT_POLICY {policy}")
+    print(f"load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             n = args.images or (256 if size >= 128 else 1024)
@@ -101,26 +136,35 @@ def main() -> None:
             transform = eval_transform(backbone.data_config)
             tensors = torch.stack([transform(load_rgb(p)) for p in paths])
             batches = list(torch.split(tensors, args.batch_size))
-            t = time.perf_counter()
-            for p in paths[: min(len(paths), 256)]:
-                transform(load_rgb(p))
-            decode = min(len(paths), 256) / (time.perf_counter() - t)
+            fast, _, _ = uint8_transform(backbone.data_config)
+            sample = paths[: min(len(paths), 256)]
+            decode_pil = per_image_us(partial(_decode_transform, load_rgb, fast), sample)  # PIL, as before
+            decode_fast = per_image_us(partial(_decode_transform, decode_uint8, fast), sample)  # what embed_paths uses
             worker_counts = [_default_workers() if w is None else w for w in workers]
+            variants = {
+                "plain": partial(raw_forward, backbone.model, batches, padded_heap=False),
+                "raw": partial(raw_forward, backbone.model, batches, padded_heap=True),
+                **{f"w{w}": partial(pipeline, backbone, paths, args.batch_size, w) for w in worker_counts},
+            }
             best: dict[str, float] = {}
+            cpu: dict[str, float] = {}  # least CPU time per image seen: steadier than wall time on a busy machine
+            loads = [os.getloadavg()[0]]
             for _ in range(args.repeats):  # interleaved, so a busy moment hits every variant alike
-                runs = {
-                    "plain": raw_forward(backbone.model, batches, padded_heap=False),
-                    "raw": raw_forward(backbone.model, batches, padded_heap=True),
-                    **{f"w{w}": pipeline(backbone, paths, args.batch_size, w) for w in worker_counts},
-                }
-                best = {k: max(v, best.get(k, 0.0)) for k, v in runs.items()}
+                for name, run in variants.items():
+                    before = cpu_seconds()
+                    best[name] = max(run(), best.get(name, 0.0))
+                    cpu[name] = min((cpu_seconds() - before) / n * 1e3, cpu.get(name, float("inf")))
+                loads.append(os.getloadavg()[0])
             for w in worker_counts:
                 pipe, raw = best[f"w{w}"], best["raw"]
                 row = {
                     "size": size, "kind": args.kind, "images": n, "batch_size": args.batch_size, "workers": w,
                     "raw_img_s": round(raw, 1), "raw_plain_heap_img_s": round(best["plain"], 1),
                     "pipeline_img_s": round(pipe, 1), "ratio": round(pipe / raw, 3),
-                    "decode_transform_img_s_one_core": round(decode, 1),
+                    "raw_cpu_ms_per_img": round(cpu["raw"], 3), "pipeline_cpu_ms_per_img": round(cpu[f"w{w}"], 3),
+                    "decode_transform_us_per_img": round(decode_fast, 1),
+                    "decode_transform_pil_us_per_img": round(decode_pil, 1),
+                    "load_avg_1min": [round(v, 2) for v in loads],
                 }  # fmt: skip
                 results.append(row)
                 print(json.dumps(row), flush=True)

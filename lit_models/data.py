@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from app.core.images import load_rgb
 
 Transform = Callable[[Any], torch.Tensor]
+Decoder = Callable[[str], Any]
 
 
 def default_num_workers() -> int:
@@ -29,25 +30,35 @@ class ImagePathDataset(Dataset):
     Items are ``transform(image)``, or ``(transform(image), label)`` when labels are given.
     """
 
-    def __init__(self, paths: Sequence[str | Path], transform: Transform, labels: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        transform: Transform,
+        labels: Sequence[int] | None = None,
+        decode: Decoder = load_rgb,
+    ) -> None:
         """Create the dataset.
 
         Args:
             paths: image files, in the order items are returned.
-            transform: turns a PIL RGB image into a tensor (e.g. ``backbones.eval_transform(cfg)``).
+            transform: turns what ``decode`` returns into a tensor (e.g. ``backbones.eval_transform(cfg)`` for the
+                default PIL decoder).
             labels: class index per path, or None for an unlabeled pool.
+            decode: file path -> image; ``load_rgb`` (PIL, the default) or ``lit_models.decode.decode_uint8`` (a
+                tensor when the fast path applies, else the PIL image), whose transform must accept both.
         """
         if labels is not None and len(labels) != len(paths):
             raise ValueError(f"Got {len(paths)} paths but {len(labels)} labels.")
         self.paths = [str(p) for p in paths]
         self.transform = transform
         self.labels = None if labels is None else [int(v) for v in labels]
+        self.decode = decode
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, int]:
-        image = self.transform(load_rgb(self.paths[index]))
+        image = self.transform(self.decode(self.paths[index]))
         if self.labels is None:
             return image
         return image, self.labels[index]
@@ -63,14 +74,16 @@ def image_dataloader(
     shuffle: bool = False,
     seed: int = 0,
     drop_last: bool = False,
+    decode: Decoder = load_rgb,
 ) -> DataLoader:
     """A loader over image files; ``num_workers=0`` decodes in the calling process (safest inside a web app).
 
-    ``drop_last`` leaves out an incomplete last batch (training: a batch of one breaks batch norm).
+    ``drop_last`` leaves out an incomplete last batch (training: a batch of one breaks batch norm). ``decode`` is
+    passed to :class:`ImagePathDataset`.
     """
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
-        ImagePathDataset(paths, transform, labels),
+        ImagePathDataset(paths, transform, labels, decode=decode),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,

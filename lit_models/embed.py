@@ -30,9 +30,11 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from app.core.images import load_rgb
 from lit_models.backbones import LoadedBackbone, eval_transform
 from lit_models.callbacks import ProgressFn
 from lit_models.data import ImagePathDataset, image_dataloader
+from lit_models.decode import decode_uint8
 from lit_models.modules import EmbeddingExtractor
 from lit_models.trainer import quiet_trainer
 
@@ -87,7 +89,9 @@ def embed_paths(
                     num_workers=num_workers, progress=progress, accelerator=accelerator, devices=devices,
                     num_nodes=num_nodes, strategy=strategy, shared_dir=shared_dir,
                 )  # fmt: skip
-            loader: Any = image_dataloader(paths, transform, batch_size=batch_size, num_workers=num_workers)
+            loader: Any = image_dataloader(
+                paths, transform, batch_size=batch_size, num_workers=num_workers, decode=_decoder(transform)
+            )
             if num_workers == 0:
                 loader = Prefetched(loader)
             trainer = quiet_trainer(
@@ -98,16 +102,21 @@ def embed_paths(
             features = torch.cat([b.detach().to("cpu", torch.float32) for b in batches or []])
             return features.numpy()
     finally:
-        backbone.model.to(device)  # Lightning may have moved it to a GPU: keep the backbone where it was
+        if next(backbone.model.parameters()).device != device:
+            backbone.model.to(device)  # Lightning may have moved it to a GPU: keep the backbone where it was
 
 
 def uint8_transform(data_config: dict[str, Any]) -> tuple[Any, tuple[float, ...] | None, tuple[float, ...] | None]:
-    """timm's evaluation transform without its float conversion: PIL image -> uint8 tensor (3, H, W).
+    """timm's evaluation transform without its float conversion: image -> uint8 tensor (3, H, W).
+
+    The transform takes a PIL RGB image or a uint8 tensor (3, H, W) from ``decode.decode_uint8``; a tensor that
+    already has the output size passes through untouched, any other goes through the same PIL resize and crop, so
+    both give the same pixels.
 
     Returns:
         (transform, mean, std): give mean and std to :class:`EmbeddingExtractor`, which scales and normalizes each
         batch. When the timm transform does not end in the usual to-tensor + normalize steps, the full float
-        transform is returned with mean and std None (nothing left to do per batch).
+        transform is returned with mean and std None (nothing left to do per batch; it takes PIL images only).
     """
     from torchvision import transforms as T
 
@@ -119,7 +128,41 @@ def uint8_transform(data_config: dict[str, Any]) -> tuple[Any, tuple[float, ...]
     mean = tuple(float(v) for v in torch.as_tensor(norm.mean).reshape(-1))
     std = tuple(float(v) for v in torch.as_tensor(norm.std).reshape(-1))
     geometry = [_SkipIfSized(t) if isinstance(t, T.CenterCrop) else t for t in steps[:-2]]
-    return T.Compose([*geometry, _to_uint8_tensor]), mean, std
+    return _Uint8Transform(geometry), mean, std
+
+
+class _Uint8Transform:
+    """PIL image or uint8 tensor -> uint8 tensor (3, H, W) through resize / crop steps applied to PIL images."""
+
+    def __init__(self, geometry: list[Any]) -> None:
+        self.geometry = geometry
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            if self._unchanged(int(image.shape[-2]), int(image.shape[-1])):
+                return image
+            from PIL import Image
+
+            image = Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))  # (H, W, 3)
+        for step in self.geometry:
+            image = step(image)
+        return _to_uint8_tensor(image)
+
+    def _unchanged(self, h: int, w: int) -> bool:
+        """Whether every step would return an image of this (height, width) as it is."""
+        from torchvision import transforms as T
+
+        for step in self.geometry:
+            if isinstance(step, T.Resize) and step.max_size is None:
+                size = [step.size] if isinstance(step.size, int) else list(step.size)
+                if size != ([min(h, w)] if len(size) == 1 else [h, w]):
+                    return False
+            elif not (isinstance(step, _SkipIfSized) and step.hw == (h, w)):
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"Uint8Transform({self.geometry!r})"
 
 
 class _SkipIfSized:
@@ -145,6 +188,11 @@ def _to_uint8_tensor(image: Any) -> torch.Tensor:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def _decoder(transform: Any) -> Any:
+    """The fast decoder for the uint8 transform (it takes tensors or PIL images), PIL's for any other."""
+    return decode_uint8 if isinstance(transform, _Uint8Transform) else load_rgb
 
 
 class Prefetched:
@@ -301,7 +349,7 @@ def _embed_distributed(
     directory.mkdir(parents=True, exist_ok=True)
     writer = _IndexedVectorWriter(directory, len(paths), dim)
     loader = DataLoader(
-        _Indexed(ImagePathDataset(paths, transform)),
+        _Indexed(ImagePathDataset(paths, transform, decode=_decoder(transform))),
         batch_size=batch_size,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),

@@ -9,15 +9,21 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from app.core.errors import BadImageError
+from app.core.images import load_rgb
+from lit_models import decode as decode_module
 from lit_models.backbones import BackboneSpec, eval_transform, load_backbone, train_transform
 from lit_models.callbacks import Cancelled, ProgressCallback
 from lit_models.data import EmbeddingDataModule, ImageDataModule, ImagePathDataset
-from lit_models.embed import embed_paths
+from lit_models.decode import decode_uint8
+from lit_models.embed import embed_paths, uint8_transform
 from lit_models.export import build_classifier
 from lit_models.modules import FineTuneClassifier, HeadClassifier
 from lit_models.train import balanced_class_weights, predict_proba, train_head
 from lit_models.trainer import quiet_trainer
+from tests.image_files import noise, palette_png, rgba_png, save, truncated
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +84,64 @@ def test_embed_paths_gives_finite_features_in_order(digit_pngs: list[Path], tiny
     assert progress.fractions == sorted(progress.fractions)
     assert progress.calls[-1][0] == 1.0
     assert "batch 3/3" in " ".join(m for _, m in progress.calls)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Files on the fast decoding path (plain PNGs, JPEGs in every EXIF orientation) and beside it."""
+    files = []
+    for mode in ("L", "RGB"):
+        for size in ((48, 48), (40, 70), (90, 60)):
+            image = noise(size, seed=len(files), mode=mode)
+            files.append(save(image, folder / f"{mode}-{size[0]}x{size[1]}.png"))
+            for orientation in range(1, 9):
+                exif = Image.Exif()
+                exif[0x0112] = orientation
+                path = folder / f"{mode}-{size[0]}x{size[1]}-{orientation}.jpg"
+                files.append(save(image, path, quality=90, exif=exif.tobytes()))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files.append(save(noise((40, 20)), folder / "exif.png", exif=exif.tobytes()))  # PIL turns it: so must we
+    files.append(save(noise((30, 20), mode="L"), folder / "gray.jpg", xmp=b"<x:xmpmeta/>"))
+    files.append(save(noise((40, 20)).convert("CMYK"), folder / "cmyk.jpg"))
+    files.append(save(noise((40, 20), mode="RGBA"), folder / "alpha.png"))
+    files.append(rgba_png(folder / "transparent.png"))
+    files.append(palette_png(folder / "palette.png"))
+    files.append(save(noise((20, 30)), folder / "picture.webp"))
+    return files
+
+
+@pytest.mark.parametrize(("image_size", "crop_pct"), [(48, 1.0), (64, 0.875), (224, 1.0)])
+def test_fast_decoding_gives_the_pixels_of_timms_transform(tmp_path: Path, image_size: int, crop_pct: float) -> None:
+    config = {
+        "input_size": (3, image_size, image_size), "interpolation": "bicubic", "crop_pct": crop_pct,
+        "crop_mode": "center", "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+    }  # fmt: skip
+    transform, mean, std = uint8_transform(config)
+    reference = eval_transform(config)
+    files = _image_files(tmp_path)
+
+    fast = [decode_uint8(str(path)) for path in files]
+
+    assert sum(isinstance(image, torch.Tensor) for image in fast) == 2 * 3 * 9  # plain PNG + 8 JPEG orientations
+    for path, image in zip(files, fast, strict=True):
+        pixels = transform(image)
+        assert pixels.dtype == torch.uint8
+        assert torch.equal(pixels, transform(load_rgb(path))), path.name  # tensor and PIL input agree exactly
+        scaled = (pixels.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+        torch.testing.assert_close(scaled, reference(load_rgb(path)), atol=1e-6, rtol=0, msg=path.name)
+
+
+def test_fast_decoding_falls_back_to_pil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    png = save(noise((16, 16)), tmp_path / "plain.png")
+    broken = truncated(save(noise((64, 64)), tmp_path / "photo.jpg", quality=95), tmp_path / "half.jpg")
+    with pytest.raises(BadImageError):
+        decode_uint8(str(broken))  # the user-facing error of load_rgb
+    with pytest.raises(BadImageError):
+        decode_uint8(str(truncated(png, tmp_path / "half.png")))
+    monkeypatch.setattr(decode_module, "_image_ops", lambda: None)  # a torchvision without image decoders
+    image = decode_uint8(str(png))
+    assert not isinstance(image, torch.Tensor)
+    assert np.array_equal(np.asarray(image), np.asarray(load_rgb(png)))
 
 
 def test_embed_no_paths(tiny_backbone) -> None:
