@@ -9,13 +9,17 @@ the mean test accuracy per budget, the labels each strategy needs to reach rando
     python -m benchmarks.label_efficiency --work-dir /tmp/sim/work            # 5 seeds, the default strategies
     python -m benchmarks.label_efficiency --strategies random,margin --seeds 2 --no-peer
 
-`--candidates badge,cluster_margin` adds two published batch strategies the app does not ship, on the app's head;
+`--candidates badge,cluster_margin,power_margin` adds published batch strategies the app does not ship, on the app's
+head (PowerMargin, Kirsch et al. 2023: the batch drawn with probability proportional to margin score ** 8);
 `--duplicates 3` puts every pool image in three times with a little noise (bursts of near-identical photos), where
 a batch of plain top-k uncertainty wastes labels on copies.
 
 `--work-dir` keeps the imported digits and their embeddings (the first run embeds 1,797 images at 224 px: minutes
-on two cores); later runs reuse them. A strategy name followed by "+cold" starts from the app's cold start
-(TypiClust on the embeddings) instead of the shared random initial labels, as a real project's first batch does.
+on two cores); later runs reuse them, one cache per `--image-size`. `--first-seed 5` runs seeds 5, 6, ... (a check on
+seeds that were not looked at while choosing); `--batch 5` is the near-sequential limit of a batch strategy;
+`--weight-decay` changes the head's L2 penalty for every strategy. A strategy name followed by "+cold" starts from
+the app's cold start (TypiClust on the embeddings) instead of the shared random initial labels, as a real project's
+first batch does.
 Targets (docs/benchmarks.md): the default strategy reaches random's 200-label accuracy with <= 0.6x the labels
 (stretch 0.5x) and is never more than 1 point below random at a budget >= 40.
 """
@@ -113,6 +117,15 @@ def badge(probs: np.ndarray, x_red: np.ndarray, k: int, seed: int) -> np.ndarray
     return np.asarray(picks, dtype=np.int64)
 
 
+def power_margin(probs: np.ndarray, k: int, seed: int, beta: float = 8.0) -> np.ndarray:
+    """PowerMargin (Kirsch et al. 2023, "Stochastic batch acquisition"): k items drawn without replacement with
+    probability proportional to score ** beta (Gumbel top-k on beta * log score), score = the app's margin score."""
+    from app.core.scoring import margin, top_k
+
+    gumbel = np.random.default_rng(seed).gumbel(size=len(probs))
+    return top_k(beta * np.log(np.maximum(margin(probs), 1e-12)) + gumbel, k)
+
+
 def cluster_margin(probs: np.ndarray, clusters: np.ndarray, k: int, seed: int, factor: int = 10) -> np.ndarray:
     """Cluster-Margin (Citovsky et al. 2021): the `factor` x k lowest-margin items, round-robin over their clusters
     (smallest cluster first, a random member each time); `clusters` is a clustering of the pool made once."""
@@ -134,7 +147,7 @@ def candidate_curve(
     name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, initial: np.ndarray,
     batch: int, budget: int, seed: int, num_classes: int,
 ) -> tuple[list[int], list[float], list[float]]:  # fmt: skip
-    """A labeling run with a strategy the app does not ship (badge, cluster_margin), on the app's head."""
+    """A labeling run with a strategy the app does not ship (badge, cluster_margin, power_margin), on the app's head."""
     from app.core.strategies import _cluster, reduce_dims
     from lit_models.train import predict_proba, train_head
 
@@ -155,6 +168,8 @@ def candidate_curve(
         probs = predict_proba(head, x[pool])
         if name == "badge":
             pos = badge(probs, x_red[pool], k, seed * 1000 + len(counts))
+        elif name == "power_margin":
+            pos = power_margin(probs, k, seed * 1000 + len(counts))
         else:
             pos = cluster_margin(probs, clusters[pool], k, seed * 1000 + len(counts))
         seconds.append(time.perf_counter() - start)
@@ -193,25 +208,31 @@ def main() -> None:
         help="comma-separated; NAME+cold starts from the cold start",
     )
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--initial", type=int, default=20)
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--image-size", type=int, help="backbone input size (default: the backbone's, 224)")
     parser.add_argument("--no-peer", action="store_true", help="skip scikit-activeml")
     parser.add_argument(
-        "--candidates", default="", help="comma-separated strategies the app does not ship: badge, cluster_margin"
+        "--candidates",
+        default="",
+        help="comma-separated strategies the app does not ship: badge, cluster_margin, power_margin",
     )
     parser.add_argument("--duplicates", type=int, default=1, help="each pool image this many times (near-copies)")
     parser.add_argument(
         "--raw-head", action="store_true", help="train the head on raw embeddings (before z-scoring was the default)"
     )
+    parser.add_argument("--weight-decay", type=float, help="the head's L2 penalty (default: train_head's, 1e-3)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    if args.raw_head:
-        import lit_models.train
+    import lit_models.train
 
+    if args.raw_head:
         lit_models.train.train_head.__kwdefaults__["standardize"] = False
+    if args.weight_decay is not None:
+        lit_models.train.train_head.__kwdefaults__["weight_decay"] = args.weight_decay
     work = Path(args.work_dir)
     data = args.data or str(digits_folder(work))
     names = list(dict.fromkeys(s.strip() for s in args.strategies.split(",") if s.strip()))
@@ -223,13 +244,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{len(y)} pool, {len(y_test)} test images, {x.shape[1]}-d, {len(classes)} classes; load {load:.2f}")
 
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     curves: dict[str, np.ndarray] = {}
     secs: dict[str, float] = {}
     labels: list[int] = []
     for name in names:
         strategy, cold = name.removesuffix("+cold"), name.endswith("+cold")
         runs = []
-        for seed in range(args.seeds):
+        for seed in seeds:
             init = initial_rows(x, args.initial, seed, cold_start=cold)
             runs.append(
                 run_curve(
@@ -263,7 +285,7 @@ def main() -> None:
                 seed=seed,
                 num_classes=len(classes),
             )  # fmt: skip
-            for seed in range(args.seeds)
+            for seed in seeds
         ]
         curves[name] = np.array([r[1] for r in runs])
         secs[name] = float(np.mean([s for r in runs for s in r[2]]))
@@ -281,7 +303,7 @@ def main() -> None:
                 seed=seed,
                 num_classes=len(classes),
             )  # fmt: skip
-            for seed in range(args.seeds)
+            for seed in seeds
         ]
         curves[PEER] = np.array([r[1] for r in runs])
         curves[PEER + "+app_head"] = np.array([r[2] for r in runs])
@@ -315,7 +337,7 @@ def main() -> None:
     if target is not None:
         print(f"random at {labels[-1]} labels: {target:.3f}")
     if args.out:
-        out = {"labels": labels, "seeds": args.seeds, "random_at_budget": target, "strategies": summary}
+        out = {"labels": labels, "seeds": list(seeds), "random_at_budget": target, "strategies": summary}
         Path(args.out).write_text(json.dumps(out, indent=2), encoding="utf-8")
 
 

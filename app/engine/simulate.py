@@ -17,6 +17,7 @@ from app.core.splits import stratified_holdout
 from app.core.store import ProjectStore
 from app.core.strategies import STRATEGIES, typical_clusters
 from app.engine.loop import train_score_select
+from app.engine.model_state import spec_from_settings
 from app.engine.session import ActiveLearningSession
 
 
@@ -96,6 +97,12 @@ def _load_split(
     root = work / name
     if (root / ProjectStore.DB_NAME).exists():
         session = ActiveLearningSession.open(work, name)
+        if spec_from_settings(session.settings).key() != spec_from_settings(settings).key():
+            # another backbone or image size than the stored project: embed with the one asked for (its cache
+            # lives beside the other, keyed by backbone and size), instead of silently reusing the stored one
+            session.store.close()
+            session = ActiveLearningSession(ProjectStore(root, create=False), settings)
+            session.store.update_settings(settings=settings.to_dict())
     else:
         session = ActiveLearningSession(ProjectStore(root), settings)
         session.store.update_settings(name=name, settings=settings.to_dict())
