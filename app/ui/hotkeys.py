@@ -55,6 +55,7 @@ HOTKEYS_JS = r"""
     const before = { id: f.dataset.id, src: img.getAttribute("src"), alt: img.alt, small };
     img.setAttribute("src", next.getAttribute("src"));
     img.alt = next.alt;
+    if (img.parentElement.tagName === "A") img.parentElement.setAttribute("href", next.getAttribute("src"));
     f.dataset.id = next.dataset.id;
     f.classList.toggle("al-small", next.dataset.small === "1");
     return { frame: f, img, before, id: next.dataset.id };
@@ -76,6 +77,7 @@ HOTKEYS_JS = r"""
       if (swap && frame() === swap.frame) {
         const b = swap.before;
         swap.img.setAttribute("src", b.src); swap.img.alt = b.alt; swap.frame.dataset.id = b.id;
+        if (swap.img.parentElement.tagName === "A") swap.img.parentElement.setAttribute("href", b.src);
         swap.frame.classList.toggle("al-small", b.small);
       }
       held.length = 0;

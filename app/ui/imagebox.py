@@ -32,7 +32,8 @@ def image_html(view: LabelView) -> str:
     # `data-view` differs on every answer, so the page always redraws the image the server chose
     return (
         f'<div class="al-frame{small}" data-id="{view.image_id}" data-view="{next(_answers)}">'
-        f'<img src="{src}" alt="{html.escape(view.name)}" draggable="false"></div>'
+        f'<a href="{src}" target="_blank" rel="noopener" title="Open the full-size image in a new tab" tabindex="-1">'
+        f'<img src="{src}" alt="{html.escape(view.name)}" draggable="false"></a></div>'
     )
 
 

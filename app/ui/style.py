@@ -32,6 +32,7 @@ CSS = """
 /* the image: as large as the panel allows, aspect ratio kept, never stretched or mirrored */
 #al-image .al-frame { height: min(__IMAGE_HEIGHT__px, 70vh); display: flex; align-items: center;
   justify-content: center; background: var(--neutral-100); border-radius: var(--radius-md); overflow: hidden; }
+#al-image .al-frame a { display: block; width: 100%; height: 100%; cursor: zoom-in; }
 #al-image .al-frame img { width: 100%; height: 100%; object-fit: contain; transform: none; user-select: none; }
 #al-image .al-frame.al-small img { image-rendering: pixelated; }
 #al-image .al-empty { color: var(--body-text-color-subdued); padding: 1rem; text-align: center; }
