@@ -263,6 +263,10 @@ def test_the_image_shown_ahead_is_the_one_the_server_then_shows(ui: Handlers, di
     assert agreed >= 2 * TINY.batch_size
     wait_round(session)
     assert session.store.current_round() >= 1
+    poll = ui.poll("digits", "tab", view.cursor, "an older key")  # the round ended: the page gets the new order
+    assert poll.refresh and poll.upcoming
+    following = ui.submit("digits", "tab", view.cursor, true_label(session, view.image_id))
+    assert following.image_id == poll.upcoming[0].image_id
     other = ui.current("digits", "other-tab")  # another tab holds an image: it is never shown ahead to this one
     mine = ui.current("digits", "tab")
     assert other.image_id not in [u.image_id for u in mine.upcoming]

@@ -57,7 +57,7 @@ def poll_updates(result: PollResult) -> tuple[Any, ...]:
     if result.view is not None:
         return head + view_updates(result.view)
     if result.refresh:
-        return head + _skips(3) + (result.predictions, result.progress, gr.skip(), gr.skip())
+        return head + _skips(3) + (result.predictions, result.progress, gr.skip(), upcoming_html(result.upcoming))
     return head + _skips(7)
 
 

@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,14 @@ from app.ui.errors import friendly
 from app.ui.model_handlers import ModelHandlers
 from app.ui.views import (
     LabelView,
+    Upcoming,
     image_view,
     job_key,
     message_view,
     parse_labels,
     progress_line,
     status_html,
+    upcoming,
     waiting_message,
 )
 
@@ -85,6 +87,7 @@ class PollResult:
         refresh: True when the predictions and progress of the image on screen should be redrawn.
         predictions: the new predictions (with `refresh`).
         progress: the new progress line (with `refresh`).
+        upcoming: the images this tab will probably get next (with `refresh`: a round may have changed them).
         round: the number of rounds recorded, when something happened (the dashboard redraws when it changes).
     """
 
@@ -94,6 +97,7 @@ class PollResult:
     refresh: bool = False
     predictions: dict[str, float] | None = None
     progress: str = ""
+    upcoming: list[Upcoming] = field(default_factory=list)
     round: int | None = None
 
 
@@ -357,6 +361,7 @@ class Handlers(ModelHandlers):
                 result.refresh = True
                 result.predictions = session.predictions(int(image_id))
                 result.progress = progress_line(session, int(image_id))
+                result.upcoming = upcoming(session, session.batch(), int(image_id), client)
         except AppError as exc:
             log.warning("Poll could not refresh the view: %s", exc)
         return result
