@@ -38,7 +38,8 @@ CSS = """
 #al-image .al-empty { color: var(--body-text-color-subdued); padding: 1rem; text-align: center; }
 /* while the server's answer for the image already on screen is on its way, its old details are dimmed */
 body.al-pending #al-caption, body.al-pending #al-predictions, body.al-pending #al-progress { opacity: 0.45; }
-body.al-pending #al-labels label:has(input:checked) { background: none; border-color: var(--border-color-primary); }
+body.al-pending #al-labels label:has(input:checked) { background: none !important;
+  border-color: var(--border-color-primary); font-weight: normal; transition: none; }
 #al-caption { min-height: 3.2em; }
 #al-prefetch, #al-answer { display: none !important; }
 #al-caption p { margin: 0.15rem 0; }
@@ -54,7 +55,9 @@ body.al-pending #al-labels label:has(input:checked) { background: none; border-c
   font-family: var(--font-mono); color: var(--body-text-color-subdued); border: 1px solid var(--border-color-primary);
   background: var(--background-fill-primary); }
 #al-labels label:nth-child(10)::before { content: "0"; }
-#al-labels label:has(input:checked) { background: var(--color-accent-soft); border-color: var(--color-accent); }
+#al-labels label:has(input:checked) { background: var(--color-accent-soft); border-color: var(--color-accent);
+  color: var(--body-text-color); font-weight: 600; }
+#al-labels label:has(input:checked) span { color: var(--body-text-color); }
 #al-labels label:has(input:focus-visible) { outline: 2px solid var(--color-accent); outline-offset: 1px; }
 #al-actions button { min-width: 0; }
 #al-keys { color: var(--body-text-color-subdued); font-size: 0.85rem; }
