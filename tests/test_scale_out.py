@@ -40,3 +40,22 @@ def test_gather_parts_orders_by_index_and_reports_missing_rows(tmp_path):
     np.testing.assert_array_equal(gather_parts(tmp_path, 3, 1), [[0.0], [1.0], [2.0]])
     with pytest.raises(RuntimeError, match="1 of 4 images got no embedding"):
         gather_parts(tmp_path, 4, 1)
+
+
+@pytest.mark.slow
+def test_a_project_set_to_two_processes_embeds_like_one(digit_pngs, tmp_path):
+    from app.core.settings import ProjectSettings
+    from app.engine.session import ActiveLearningSession
+
+    base = ProjectSettings(backbone="test_efficientnet", backbone_source="random", image_size=32)
+    vectors = {}
+    for devices in (1, 2):
+        session = ActiveLearningSession.create(
+            tmp_path / "projects", f"p{devices}", ["a", "b"], base.replace(devices=devices, dist_strategy="ddp_spawn")
+        )
+        session.add_data([str(p) for p in digit_pngs[::20]])
+        vectors[devices] = session.ensure_embeddings()
+        assert session.model.cache.missing(session.store.image_ids()) == []  # cached for every later round
+        session.close()
+    assert vectors[2].shape == vectors[1].shape and len(vectors[1]) == len(digit_pngs[::20])
+    np.testing.assert_allclose(vectors[2], vectors[1], atol=1e-5)

@@ -175,6 +175,9 @@ def fine_tune_step(
         seed=seed,
         progress=lambda f, m: progress(0.05 + 0.65 * f, _with_epoch(message, m)),
         stop_event=stop_event,
+        devices=model.settings.devices,
+        num_nodes=model.settings.num_nodes,
+        strategy=model.settings.dist_strategy,
     )
     train_seconds = time.perf_counter() - start
     if _stopped(stop_event):

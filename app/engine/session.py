@@ -288,13 +288,18 @@ class ActiveLearningSession:
         return self.jobs.status(ROUND_JOB)
 
     def ensure_embeddings(self, progress: ProgressFn = _noop) -> np.ndarray:
-        """Embed every image not cached yet; returns the embeddings of all images in id order."""
+        """Embed every image not cached yet; returns the embeddings of all images in id order.
+
+        With `devices` x `num_nodes` > 1 in the settings, the missing images are embedded in one run over that many
+        processes (Lightning's DDP; GPUs when there are any, else CPU processes), which reports no progress.
+        """
         ids = self.store.image_ids()
         cache = self.model.cache
         missing = cache.missing(ids)
         if missing:
             backbone = self.model.backbone()
             done = [0]
+            spread = self.settings.devices * self.settings.num_nodes > 1
 
             def compute(part: list[int]) -> np.ndarray:
                 from lit_models.embed import embed_paths
@@ -302,11 +307,18 @@ class ActiveLearningSession:
                 def report(fraction: float, _message: str) -> None:
                     progress((done[0] + fraction * len(part)) / len(missing), "Computing embeddings")
 
-                vecs = embed_paths(backbone, [self.store.image_path(i) for i in part], progress=report)
+                paths = [self.store.image_path(i) for i in part]
+                if spread:
+                    s = self.settings
+                    vecs = embed_paths(
+                        backbone, paths, devices=s.devices, num_nodes=s.num_nodes, strategy=s.dist_strategy
+                    )
+                else:
+                    vecs = embed_paths(backbone, paths, progress=report)
                 done[0] += len(part)
                 return vecs
 
-            cache.ensure(missing, compute)
+            cache.ensure(missing, compute, **({"chunk": len(missing)} if spread else {}))
         return cache.get(ids)
 
     def run_round(

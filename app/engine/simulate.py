@@ -17,7 +17,6 @@ from app.core.splits import stratified_holdout
 from app.core.store import ProjectStore
 from app.core.strategies import STRATEGIES, typical_clusters
 from app.engine.loop import train_score_select
-from app.engine.model_state import spec_from_settings
 from app.engine.session import ActiveLearningSession
 
 
@@ -70,39 +69,16 @@ def _settings(cfg: SimulationConfig) -> ProjectSettings:
     )  # fmt: skip
 
 
-def _embeddings(session: ActiveLearningSession, settings: ProjectSettings) -> np.ndarray:
-    """Every image's embedding in id order, computed by `devices` x `num_nodes` processes when asked."""
-    if settings.devices * settings.num_nodes == 1:
-        return session.ensure_embeddings(lambda f, m: None)
-    from lit_models.embed import embed_paths
-
-    backbone = session.model.backbone()
-
-    def compute(part: list[int]) -> np.ndarray:
-        paths = [session.store.image_path(i) for i in part]
-        # accelerator "auto": GPUs when there are any, else `devices` CPU processes
-        return embed_paths(
-            backbone, paths, devices=settings.devices, num_nodes=settings.num_nodes, strategy=settings.dist_strategy
-        )
-
-    ids = session.store.image_ids()
-    session.model.cache.ensure(ids, compute, chunk=max(len(ids), 1))  # one multi-process run for all images
-    return session.model.cache.get(ids)
-
-
 def _load_split(
     work: Path, name: str, path: str, settings: ProjectSettings, log: Callable[[str], None]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Import a labeled dataset into a scratch project and return (embeddings, label names per row, label set)."""
     root = work / name
     if (root / ProjectStore.DB_NAME).exists():
-        session = ActiveLearningSession.open(work, name)
-        if spec_from_settings(session.settings).key() != spec_from_settings(settings).key():
-            # another backbone or image size than the stored project: embed with the one asked for (its cache
-            # lives beside the other, keyed by backbone and size), instead of silently reusing the stored one
-            session.store.close()
-            session = ActiveLearningSession(ProjectStore(root, create=False), settings)
-            session.store.update_settings(settings=settings.to_dict())
+        # this run's settings, not the stored ones: another backbone or image size embeds with the one asked for
+        # (its cache lives beside the other, keyed by backbone and size), and `--devices` applies
+        session = ActiveLearningSession(ProjectStore(root, create=False), settings)
+        session.store.update_settings(settings=settings.to_dict())
     else:
         session = ActiveLearningSession(ProjectStore(root), settings)
         session.store.update_settings(name=name, settings=settings.to_dict())
@@ -115,7 +91,7 @@ def _load_split(
     ids = [i for i in session.store.image_ids() if i in labels]
     if not ids:
         raise AppError(f"No labeled images found in '{path}'; use class folders (root/<class>/<image>) or a CSV.")
-    x_all = _embeddings(session, settings)
+    x_all = session.ensure_embeddings()  # over `devices` x `num_nodes` processes when the settings ask
     row = {image_id: r for r, image_id in enumerate(session.store.image_ids())}
     x = x_all[[row[i] for i in ids]]
     names = [labels[i] for i in ids]
