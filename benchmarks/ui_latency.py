@@ -227,6 +227,11 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         raw = raw_latency(client, port, targets, min(args.labels, 100), view[1])
         status = client.predict(api_name="/poll")[0]
+        for _ in range(120):  # let the last round finish, to report how many trained
+            if "al-running" not in status:
+                break
+            time.sleep(0.5)
+            status = client.predict(api_name="/poll")[0]
         rounds = re.findall(r"round (\d+)", status)
         ms, busy = np.array(times) * 1000, np.array(training)
         print(f"import + first image: {first_image:.1f} s; load {os.getloadavg()[0]:.2f}")
