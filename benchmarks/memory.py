@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -30,9 +31,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch  # noqa: F401  (part of the baseline)
 
-import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the app does (app/__main__.py)
+import torch  # noqa: E402, F401  (part of the baseline)
+
+import lit_models  # noqa: E402, F401
 from app.core.strategies import COLD_START, DEFAULT_STRATEGY
 from app.engine.embedding_cache import EmbeddingCache
 from benchmarks.round_latency import synthetic_embeddings
