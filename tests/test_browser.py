@@ -245,6 +245,54 @@ def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
     _record_latency(samples)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_fast_keys_double_clicks_and_held_keys_label_each_image_once(
+    page: Page, app: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Keys typed faster than the server answers apply, in order, to the images they were typed for."""
+    labels = ["0", "1", "2"]
+    files = [f for f in write_digits(tmp_path / "digits", size=32, limit=90) if digit_of(f.name) in labels]
+    session = engine_project(app[1], "browser-fast", files, labels, batch_size=20)  # no round ends meanwhile
+    open_project(page, "browser-fast")
+    idle = "() => !document.body.classList.contains('al-pending')"
+
+    def on_screen() -> list[str]:
+        """The image's file name, then those fetched ahead, in the order the server hands them out."""
+        names = page.evaluate("() => [...document.querySelectorAll('#al-prefetch img')].map(i => i.alt)")
+        return [caption_name(page), *names]
+
+    def key_of(name: str) -> str:
+        return str(labels.index(digit_of(name)) + 1)
+
+    typed: list[str] = []
+    for _ in range(4):  # three keys at once, four times
+        page.wait_for_function(idle)
+        names = on_screen()[:3]
+        for name in names:
+            page.keyboard.press(key_of(name))
+        typed += names
+        page.wait_for_function(idle, timeout=TIMEOUT)
+        expect(page.locator("#al-caption strong").first).not_to_have_text(names[-1])
+    page.wait_for_function(idle)
+    clicked = caption_name(page)  # a double click on a label labels the image on screen only
+    visible(page.locator("#al-labels label").filter(has_text=re.compile(rf"^\s*{digit_of(clicked)}\s*$"))).dblclick()
+    page.wait_for_function(idle, timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    page.wait_for_function(idle, timeout=TIMEOUT)
+    held = caption_name(page)  # a key held down labels once
+    page.keyboard.down(key_of(held))
+    page.wait_for_timeout(600)
+    page.keyboard.up(key_of(held))
+    page.wait_for_function(idle, timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+
+    history = [(session.store.get_image(a.image_id).original_name, a.label) for a in session.store.history()]
+    names = [name for name, _ in history]
+    assert names == [*typed, clicked, held]  # every key once, in order, none lost, none twice
+    assert all(label == digit_of(name) for name, label in history)  # each label for the image it was typed for
+
+
 def _record_latency(samples: list[dict]) -> None:
     """Write the key-to-image latencies to ``test-artifacts/keyboard_latency.json`` (a measurement, not a test)."""
     src = [s["src_changed_ms"] for s in samples]

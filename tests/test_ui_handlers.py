@@ -272,6 +272,26 @@ def test_the_image_shown_ahead_is_the_one_the_server_then_shows(ui: Handlers, di
     assert other.image_id not in [u.image_id for u in mine.upcoming]
 
 
+def test_a_refresh_overtaken_by_a_labeling_answer_is_left_out(
+    ui: Handlers, digit_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer tick computed while a labeling answer was made would redraw the old image's guess and progress."""
+    project_with_batch(ui, digit_files)
+    view = ui.current("digits", "tab")
+    assert ui.poll("digits", "tab", view.cursor, "an older key").refresh
+    computed = Handlers._poll
+
+    def overtaken(self: Handlers, *args):
+        result = computed(self, *args)
+        self.note_answer("tab")  # the tab's label answer is made while this tick computes
+        return result
+
+    monkeypatch.setattr(Handlers, "_poll", overtaken)
+    stale = ui.poll("digits", "tab", view.cursor, "an older key")
+    assert not stale.refresh and stale.view is None and "al-status" in stale.status
+    assert ui.poll("digits", "other-tab", view.cursor, "an older key").refresh  # other tabs' ticks are kept
+
+
 def test_two_tabs_get_different_images_and_a_tab_resumes(ui: Handlers, digit_files: list[Path]) -> None:
     session = project_with_batch(ui, digit_files)
     a = ui.current("digits", "tab-a")

@@ -189,26 +189,27 @@ def wire(p: Page) -> None:
 
     # ---------------------------------------------------------------- labeling
     # Every answer also carries a fresh answer mark: the page holds further keys until it arrives (`app.ui.hotkeys`).
-    def answered(view: LabelView | None) -> tuple[Any, ...]:
+    def answered(client: str | None, view: LabelView | None) -> tuple[Any, ...]:
+        h.note_answer(client)
         return (*view_updates(view), answer_html())
 
     def submit(project, client, cursor, label, request: gr.Request) -> tuple[Any, ...]:
-        return answered(h.submit(project, client, cursor, label, _user(request)))
+        return answered(client, h.submit(project, client, cursor, label, _user(request)))
 
     def pick(project, client, cursor, label, auto, request: gr.Request) -> tuple[Any, ...]:
-        return answered(h.pick(project, client, cursor, label, bool(auto), _user(request)))
+        return answered(client, h.pick(project, client, cursor, label, bool(auto), _user(request)))
 
     def skip(project, client, cursor) -> tuple[Any, ...]:
-        return answered(h.skip(project, client, cursor))
+        return answered(client, h.skip(project, client, cursor))
 
     def undo(project, client, cursor, request: gr.Request) -> tuple[Any, ...]:
-        return answered(h.undo(project, client, cursor, _user(request)))
+        return answered(client, h.undo(project, client, cursor, _user(request)))
 
     def previous(project, client, cursor) -> tuple[Any, ...]:
-        return answered(h.move(project, client, cursor, -1))
+        return answered(client, h.move(project, client, cursor, -1))
 
     def following(project, client, cursor) -> tuple[Any, ...]:
-        return answered(h.move(project, client, cursor, +1))
+        return answered(client, h.move(project, client, cursor, +1))
 
     who, label_out = [p.project, p.client, p.cursor], [*view_out, p.answer]
     p.submit.click(submit, [*who, p.labels], label_out, api_name="submit_label", **FAST)

@@ -6,6 +6,7 @@ They are plain methods (no component objects), so tests call them directly. Erro
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -117,6 +118,8 @@ class Handlers(ModelHandlers):
         self.model_choices = dict(model_choices or MODEL_CHOICES)
         self.base_settings = base_settings or default_settings()
         self.allow_local_paths = allow_local_paths
+        self._answers: dict[str, int] = {}  # client id -> the newest labeling answer made for it
+        self._answer_ids = itertools.count(1)
 
     new_client = staticmethod(new_client_id)
 
@@ -342,8 +345,24 @@ class Handlers(ModelHandlers):
             gr.Info("This is the first image of the batch.")
         return None
 
+    def note_answer(self, client: str | None) -> None:
+        """A labeling answer is being sent to this tab: a timer refresh computed meanwhile is older than it."""
+        if client:
+            self._answers[client] = next(self._answer_ids)
+
     def poll(self, project: str | None, client: str, cursor: dict | None, last_key: str | None) -> PollResult:
-        """Timer tick: the status line; when a round starts or ends, fresh predictions or a new image."""
+        """Timer tick: the status line; when a round starts or ends, fresh predictions or a new image.
+
+        The refresh is left out when a labeling answer for this tab was made while it was computed: that answer
+        is about another image and already carries fresher values.
+        """
+        answered = self._answers.get(client)
+        result = self._poll(project, client, cursor, last_key)
+        if self._answers.get(client) != answered:
+            result.view, result.refresh = None, False
+        return result
+
+    def _poll(self, project: str | None, client: str, cursor: dict | None, last_key: str | None) -> PollResult:
         session = self.maybe_session(project)
         key = job_key(session)
         result = PollResult(status=status_html(session), key=key)

@@ -41,7 +41,7 @@ HOTKEYS_JS = r"""
   // model's guess, or shows another image if it chose one. Actions asked for while an answer is on its way are
   // kept and replayed in order, so each applies to the image it was meant for; they are dropped if the server
   // showed another image than the one on screen.
-  const WAIT_MS = 4000;
+  const WAIT_MS = 10000;
   let pending = null;
   const held = [];
   const frame = () => document.querySelector("#al-image .al-frame");
@@ -61,19 +61,31 @@ HOTKEYS_JS = r"""
     return { frame: f, img, before, id: next.dataset.id };
   };
   const answer = () => document.querySelector("#al-answer [data-answer]")?.dataset.answer || "";
+  const ERROR_TOAST = "[data-testid=toast-body].error";
+  // an error shown while an answer is awaited: that answer will not come
+  const errors = new MutationObserver((records) => {
+    if (!pending) return;
+    for (const r of records) {
+      for (const n of r.addedNodes) {
+        if (n.nodeType === 1 && (n.matches(ERROR_TOAST) || n.querySelector(ERROR_TOAST))) { settle(true); return; }
+      }
+    }
+  });
   const begin = (advances) => {
     watchAnswers();
     const timer = setTimeout(() => settle(true), WAIT_MS);
-    pending = { swap: advances ? showNext() : null, timer, answer: answer() };
+    pending = { swap: advances ? showNext() : null, timer, answer: answer(), settling: false };
+    errors.observe(document.body, { childList: true, subtree: true });
     document.body.classList.add("al-pending");
   };
-  const settle = (timedOut) => {
+  const settle = (failed) => {
     if (!pending) return;
     const { swap, timer } = pending;
     clearTimeout(timer);
+    errors.disconnect();
     pending = null;
     document.body.classList.remove("al-pending");
-    if (timedOut) {  // no answer (an error was shown): put back what the server last showed
+    if (failed) {  // no answer (an error was shown, or none came in time): put back what the server last showed
       if (swap && frame() === swap.frame) {
         const b = swap.before;
         swap.img.setAttribute("src", b.src); swap.img.alt = b.alt; swap.frame.dataset.id = b.id;
@@ -85,8 +97,7 @@ HOTKEYS_JS = r"""
     }
     const f = frame();
     if (swap && !(f && f.dataset.id === swap.id)) { held.length = 0; return; }
-    const next = held.shift();
-    if (next) next();
+    while (!pending && held.length) held.shift()();  // until one of them waits for an answer again
   };
   let watched = null;
   const watchAnswers = () => {
@@ -94,8 +105,12 @@ HOTKEYS_JS = r"""
     if (!el || el === watched) return;
     watched = el;
     // a new answer mark has arrived; the answer's other outputs are drawn in the same update, look once they are
+    // (the mark's component redraws more than once per answer: settle each pending action once, and only that one)
     new MutationObserver(() => {
-      if (pending && answer() !== pending.answer) setTimeout(() => settle(false), 0);
+      const p = pending;
+      if (!p || p.settling || answer() === p.answer) return;
+      p.settling = true;
+      setTimeout(() => { if (pending === p) settle(false); }, 0);
     }).observe(el, { subtree: true, childList: true, characterData: true, attributes: true });
   };
   const isAction = (t) => {
@@ -110,7 +125,8 @@ HOTKEYS_JS = r"""
     if (pending) {
       e.preventDefault();
       e.stopImmediatePropagation();
-      if (held.length < 20) held.push(() => target.click());
+      // the second click of a double click was meant for the image the first one labeled: dropped
+      if (e.detail <= 1 && held.length < 20) held.push(() => target.click());
       return;
     }
     if (target.tagName === "INPUT") return;  // a label: the answer is awaited from its "input" event below
@@ -157,7 +173,7 @@ HOTKEYS_JS = r"""
     const control = e.target.closest && e.target.closest("button, a");
     if (e.key === "Enter" && control && !panel.contains(control)) return;
     e.preventDefault();
-    if (e.repeat && target === "al-undo") return;
+    if (e.repeat) return;  // a key held down acts once
     if (pending) { if (held.length < 20) held.push(() => press(e.key)); return; }
     press(e.key);
   });
