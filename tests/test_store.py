@@ -600,3 +600,15 @@ def test_set_batch_keeps_images_on_screen_first_and_theirs(store: ProjectStore) 
     assert [(b.image_id, b.claimed_by) for b in store.batch()] == [(ids[0], "alice"), (ids[4], "carol"), (ids[3], None)]
     store.set_batch([(ids[3], "margin", 0.1)], keep_claims_after=-1.0)
     assert [(b.image_id, b.claimed_by) for b in store.batch()] == [(ids[3], None)]
+
+
+def test_reserve_claims_only_a_free_pending_image(store: ProjectStore) -> None:
+    ids = add_images(store, 3)
+    store.set_batch([(i, "margin", None) for i in ids])
+    assert store.reserve(ids[1], "alice")
+    assert not store.reserve(ids[1], "bob")  # already alice's
+    assert store.claim_next("bob").image_id == ids[0]  # bob is handed another image
+    assert store.claim_next("alice").image_id == ids[1]  # alice gets the one kept for her
+    store.ensure_labels(["cat", "dog"])
+    store.add_annotation(ids[2], "cat")
+    assert not store.reserve(ids[2], "alice")  # labeled: nothing to reserve

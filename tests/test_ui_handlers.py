@@ -272,6 +272,21 @@ def test_the_image_shown_ahead_is_the_one_the_server_then_shows(ui: Handlers, di
     assert other.image_id not in [u.image_id for u in mine.upcoming]
 
 
+def test_two_tabs_labeling_at_once_are_never_shown_the_same_next_image(ui: Handlers, digit_files: list[Path]) -> None:
+    """Each tab's next image is reserved for it, so what one tab shows ahead is never handed to the other."""
+    ui.start_project("two", ", ".join(DIGITS), tiny_settings(ui, batch_size=12))
+    ui.import_images("two", "tab-a", [str(f) for f in digit_files], [], False)
+    session = registry.get(ui.projects_dir, "two")
+    wait_round(session)
+    a, b = ui.current("two", "tab-a"), ui.current("two", "tab-b")
+    for _ in range(4):  # 4 x 2 labels, each tab with its current and its next image: within the batch of 12
+        a_next, b_next = a.upcoming[0].image_id, b.upcoming[0].image_id
+        assert len({a.image_id, b.image_id, a_next, b_next}) == 4
+        a = ui.submit("two", "tab-a", a.cursor, true_label(session, a.image_id))
+        b = ui.submit("two", "tab-b", b.cursor, true_label(session, b.image_id))
+        assert (a.image_id, b.image_id) == (a_next, b_next)
+
+
 def test_a_refresh_overtaken_by_a_labeling_answer_is_left_out(
     ui: Handlers, digit_files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

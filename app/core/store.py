@@ -515,6 +515,12 @@ class ProjectStore:
         sql = "UPDATE batch SET status = ? WHERE image_id = ?"
         self._update(sql, (status, int(image_id)), f"The image with id {image_id} is not in the current batch.")
 
+    def reserve(self, image_id: int, client_id: str) -> bool:
+        """Claim a pending, unclaimed batch image for ``client_id`` ahead of time; False if it is not free."""
+        sql = """UPDATE batch SET claimed_by = ?, claimed_at = ?
+            WHERE image_id = ? AND status = 'pending' AND claimed_by IS NULL"""
+        return self._tx(lambda conn: conn.execute(sql, (client_id, time.time(), int(image_id))).rowcount == 1)
+
     def claim_next(self, client_id: str, *, stale_after: float = 600.0) -> BatchItem | None:
         """Atomically claim the next pending batch item for ``client_id``.
 

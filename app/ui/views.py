@@ -165,11 +165,15 @@ def upcoming(
 ) -> list[Upcoming]:
     """Up to `PREFETCH` images this client will probably get next, in the order it gets them: its own claimed
     images of the batch, unclaimed ones by position, then the batch's extension once it is about to be used up
-    (see `ActiveLearningSession.next_item`). Files are never converted here."""
+    (see `ActiveLearningSession.next_item`). The first is reserved for this client when it holds no other, so two
+    tabs are never shown the same next image. Files are never converted here."""
     if client is None:
         return []
     mine = [b.image_id for b in batch if b.status == "pending" and b.image_id != image_id and b.claimed_by == client]
     free = [b.image_id for b in batch if b.status == "pending" and b.image_id != image_id and b.claimed_by is None]
+    if not mine:  # reserve this tab's next image, so another tab is not shown it ahead as well
+        while free and not session.store.reserve(free[0], client):
+            free.pop(0)
     order = mine + free
     if len(order) < PREFETCH and not any(b.status == "pending" and b.claimed_by not in (None, client) for b in batch):
         order += [i for i in session.peek_extension() if i != image_id]  # the batch is about to be used up
