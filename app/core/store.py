@@ -63,6 +63,17 @@ def _dumps(value: Any, what: str) -> str:
         raise StoreError(f"{what} could not be saved because it is not plain data ({exc}).") from exc
 
 
+def _labeled_among(conn: sqlite3.Connection, image_ids: Sequence[int]) -> set[int]:
+    """The images of `image_ids` that have a current (not undone) label, read inside the caller's transaction."""
+    found: set[int] = set()
+    for start in range(0, len(image_ids), 500):
+        chunk = [int(i) for i in image_ids[start : start + 500]]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT DISTINCT image_id FROM annotations WHERE undone = 0 AND image_id IN ({marks})"
+        found.update(row[0] for row in conn.execute(sql, chunk))
+    return found
+
+
 def _annotation(row: sqlite3.Row) -> Annotation:
     return Annotation(**{**dict(row), "undone": bool(row["undone"])})
 
@@ -438,6 +449,11 @@ class ProjectStore:
         rows = self._all("SELECT * FROM rounds ORDER BY number")
         return [RoundRow(**{**dict(row), "metrics": json.loads(row["metrics"])}) for row in rows]
 
+    def latest_round(self) -> RoundRow | None:
+        """The newest round, or None before the first; reads that one row only (cheap enough for a status poll)."""
+        row = self._one("SELECT * FROM rounds ORDER BY number DESC LIMIT 1")
+        return None if row is None else RoundRow(**{**dict(row), "metrics": json.loads(row["metrics"])})
+
     def current_round(self) -> int:
         """Number of rounds recorded so far (0 before the first)."""
         return self._one("SELECT COUNT(*) FROM rounds")[0]
@@ -447,12 +463,22 @@ class ProjectStore:
         self._update(sql, (checkpoint, number), f"There is no round {number} in this project.")
 
     # ----------------------------------------------------------------------------------------- batch
-    def set_batch(self, items: Sequence[tuple[int, str, float | None]], *, keep_claims_after: float = 600.0) -> None:
+    def set_batch(
+        self,
+        items: Sequence[tuple[int, str, float | None]],
+        *,
+        keep_claims_after: float = 600.0,
+        size: int | None = None,
+    ) -> None:
         """Replace the current batch with ``(image_id, strategy, score)`` items, pending and unclaimed.
 
         Images of the old batch that are still pending and were claimed less than ``keep_claims_after`` seconds
         ago are on somebody's screen: they stay in the batch, first and with their claims (a new pick of the same
         image gives its strategy and score), so nobody else is handed them and the batch counts them.
+
+        Picks that are labeled by the time the batch is written (a label made while the round that picked them was
+        running) are dropped in the same transaction, so no image is handed out again once labeled. ``size``
+        keeps only the first that many of the remaining new picks (callers pass spare picks for that reason).
         """
         picked = [(int(image_id), str(strategy), _opt_float(score)) for image_id, strategy, score in items]
         if len({row[0] for row in picked}) != len(picked):
@@ -467,9 +493,12 @@ class ProjectStore:
                     (time.time() - keep_claims_after,),
                 )
             ]
-            new = {row[0]: row for row in picked}
+            labeled = _labeled_among(conn, [row[0] for row in picked])
+            fresh = [row for row in picked if row[0] not in labeled]
+            new = {row[0]: row for row in fresh}
             rows = [(*new.pop(h[0], tuple(h[:3])), h[3], h[4]) for h in held]
-            rows += [(*row, None, None) for row in picked if row[0] in new]
+            rest = [row for row in fresh if row[0] in new]
+            rows += [(*row, None, None) for row in (rest if size is None else rest[: max(0, size)])]
             conn.execute("DELETE FROM batch")
             try:
                 conn.executemany(
@@ -491,7 +520,7 @@ class ProjectStore:
         def work(conn: sqlite3.Connection) -> None:
             start = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM batch").fetchone()[0]
             present = {row[0] for row in conn.execute("SELECT image_id FROM batch")}
-            rows, seen = [], set(present)
+            rows, seen = [], present | _labeled_among(conn, [int(item[0]) for item in items])
             for image_id, strategy, score in items:
                 if int(image_id) in seen:
                     continue

@@ -413,12 +413,10 @@ class ActiveLearningSession:
                 metrics.update(cv)
             elif "accuracy" not in metrics:
                 metrics["note"] = NOT_ENOUGH_LABELS
-            now_labeled = self.store.current_labels()
             picks = [
                 (pool_ids[int(i)], step.selection.strategy, float(s))
                 for i, s in zip(step.selection.indices, step.selection.scores, strict=True)
-                if pool_ids[int(i)] not in now_labeled
-            ][:k]
+            ]
             seconds = time.perf_counter() - started
             metrics["seconds"] = seconds
             tuned_backbone, tuned_cache = (tuned.backbone, tuned.cache) if tuned else (None, None)
@@ -430,7 +428,7 @@ class ActiveLearningSession:
                 self.store.set_round_checkpoint(number, ckpt)
             if step.head is not None:
                 self.model.set_current(step.head, names, ids, step.probs, tuned=tuned_backbone, tuned_cache=tuned_cache)
-            self.store.set_batch(picks)
+            self.store.set_batch(picks, size=k)  # drops the picks labeled while this round ran
             progress(1.0, "Next batch ready")
             return metrics
 
