@@ -22,8 +22,14 @@ def _serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--share", action="store_true", help="also create a public share link (use with --auth)")
-    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    p.add_argument("--share", action="store_true", help="also create a public share link (needs --auth or --public)")
+    p.add_argument(
+        "--auth", metavar="USER:PASS", action="append", help="require sign-in as this user (repeat for more users)"
+    )
+    p.add_argument("--auth-file", metavar="FILE", help="require sign-in; one user:password per line")
+    p.add_argument(
+        "--public", action="store_true", help="with --share and no --auth: anyone with the link may label and export"
+    )
     p.add_argument("--projects-dir", default=DEFAULT_PROJECTS_DIR, help="where projects live (default %(default)s)")
     p.add_argument("--demo", action="store_true", help="open a ready demo project on scikit-learn's digits (offline)")
     return p
@@ -115,16 +121,44 @@ def _run_simulation(args: argparse.Namespace, backbone: str, weights: str | None
 
 def _serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(argv)
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            raise AppError("--auth takes USER:PASS, for example --auth ann:secret.")
-        auth = (user, password)
+    auth = _auth_pairs(args.auth or [], args.auth_file)
+    if args.share and not auth and not args.public:
+        raise AppError(
+            "--share opens a public link that anyone who has it can use. Add --auth USER:PASS or --auth-file FILE "
+            "so people sign in, or --public to let anyone with the link label and export."
+        )
+    if args.share and not auth:
+        print("Public link without sign-in: anyone with the link can label, undo and export.", flush=True)
     from app.ui.server import serve
 
     serve(projects_dir=args.projects_dir, host=args.host, port=args.port, share=args.share, auth=auth, demo=args.demo)
     return 0
+
+
+def _auth_pairs(items: Sequence[str], auth_file: str | None) -> list[tuple[str, str]]:
+    """The (user, password) pairs of --auth options and the --auth-file lines (blank lines and # comments skipped)."""
+    pairs = [_auth_pair(item, "--auth takes USER:PASS, for example --auth ann:secret.") for item in items]
+    if auth_file:
+        try:
+            lines = Path(auth_file).expanduser().read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AppError(f"--auth-file: cannot read '{auth_file}' ({exc}); give a UTF-8 text file.") from exc
+        for number, line in enumerate(lines, start=1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                pairs.append(_auth_pair(line.strip(), f"--auth-file line {number} is not user:password."))
+        if not pairs:
+            raise AppError(f"--auth-file '{auth_file}' lists no user:password lines.")
+    users = [user for user, _ in pairs]
+    if len(set(users)) != len(users):
+        raise AppError("A user name is given twice in --auth / --auth-file; give each user once.")
+    return pairs
+
+
+def _auth_pair(text: str, message: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user.strip() or not password:
+        raise AppError(message)
+    return user.strip(), password
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def serve(projects: str, port: int, batch_size: int, model: str, image_size: int
         choices = None
     kwargs = {"model_choices": choices} if choices else {}
     demo = build_demo(projects, base_settings=settings, **kwargs)
-    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **launch_kwargs(projects))
+    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **launch_kwargs())
 
 
 def handler_latency(root: Path, files: list[Path], targets, labels: int, batch_size: int) -> np.ndarray:

@@ -93,7 +93,7 @@ def running_app(projects_dir: Path, **build_kwargs) -> Iterator[str]:
             server_name="127.0.0.1",
             server_port=free_port(),
             quiet=True,
-            **launch_kwargs(projects_dir),
+            **launch_kwargs(),
         )
         yield url
     finally:

@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         server_port=_free_port(),
         prevent_thread_lock=True,
         quiet=True,
-        **launch_kwargs(projects),
+        **launch_kwargs(),
     )
     try:
         yield url, projects

@@ -349,7 +349,7 @@ def test_verify_and_import_over_http(tmp_path: Path, evil: tuple[Path, Path]) ->
     demo = build_demo(projects, model_choices=MODELS, base_settings=TINY)
     port = _free_port()
     _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(projects)
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs()
     )
     client = Client(url, verbose=False)
     try:

@@ -8,6 +8,7 @@ import gradio as gr
 
 from app.engine.model_report import failure_markdown
 from app.ui import dashboard
+from app.ui.downloads import hand_out
 from app.ui.handlers import CUSTOM, Handlers, PollResult
 from app.ui.hotkeys import INIT_JS, REMEMBER_PROJECT_JS
 from app.ui.imagebox import answer_html, image_html, upcoming_html
@@ -250,7 +251,7 @@ def wire(p: Page) -> None:
         **QUIET,
     )
     p.export.click(
-        lambda project, kind: gr.update(value=h.export(project, kind), visible=True),
+        lambda project, kind: gr.update(value=str(hand_out(h.export(project, kind))), visible=True),
         [p.project, p.export_kind],
         [p.export_file],
         api_name="export",

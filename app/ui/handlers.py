@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.core import tokens
 from app.core.errors import AppError
 from app.core.settings import ProjectSettings, default_settings
 from app.core.store import BatchItem
@@ -52,20 +51,22 @@ MODEL_CHOICES: dict[str, tuple[str | None, str]] = {
     CUSTOM: (None, "hub"),
 }
 DEFAULT_SIZE = "Model default"
-_CLIENT_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 NO_PROJECT = "Open a project or start a new one (left column)."
 
 
 def new_client_id(candidate: str | None = None) -> str:
-    """A client id: the browser's own (kept across reloads of a tab) when it looks valid, else a fresh one."""
-    if candidate and _CLIENT_RE.match(candidate):
-        return candidate
-    return uuid.uuid4().hex
+    """A tab id: the browser's own (kept across reloads of a tab) when this server signed it, else a fresh one."""
+    return candidate if tokens.verify(candidate) else tokens.new_token()
 
 
 def annotator(client: str | None, user: str | None = None) -> str:
-    """Who labeled: the signed-in user (or "user") and the browser tab, so undo only takes back your own labels."""
-    return f"{user or 'user'}#{(client or 'anonymous')[:8]}"
+    """Who labeled: the signed-in name; without sign-in "user" and the tab, so undo takes back only your labels.
+
+    The tab id is one the server signed (`new_client_id`), so nobody can pose as another tab.
+    """
+    if user:
+        return user
+    return f"user#{(client or 'anonymous')[:8]}"
 
 
 def _image_size(value: Any) -> int | None:

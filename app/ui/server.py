@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from app.ui import registry, style
+from app.ui.host_guard import guard_lifespan, is_loopback
 from app.ui.hotkeys import HEAD
 from app.ui.layout import build_demo
 
 log = logging.getLogger(__name__)
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def launch_kwargs(projects_dir: str | Path) -> dict[str, Any]:
-    """The app-level `launch()` options (theme, CSS, hotkeys, file access) shared by `serve` and tests."""
-    return {
+def launch_kwargs(*, local_only: bool = True) -> dict[str, Any]:
+    """The app-level `launch()` options (theme, CSS, hotkeys, what is served) shared by `serve` and tests.
+
+    No folder is opened to the file route: the images folder of each open project is served on its own (see
+    `registry`), and exports reach the browser only as the file a handler returns. In local mode every request
+    must name a loopback host and come from a loopback page (`host_guard`).
+
+    Args:
+        local_only: the app listens on loopback without a share link.
+    """
+    options: dict[str, Any] = {
         "theme": style.theme(),
         "css": style.CSS,
         "head": HEAD,
-        "allowed_paths": [str(Path(projects_dir).expanduser().resolve())],
+        "allowed_paths": [],
         "footer_links": ["settings"],
     }
+    if local_only:
+        options["app_kwargs"] = {"lifespan": guard_lifespan}
+    return options
 
 
 def _prepare_demo(projects_dir: Path) -> None:
@@ -48,33 +60,33 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 7860,
     share: bool = False,
-    auth: tuple[str, str] | None = None,
+    auth: Sequence[tuple[str, str]] | None = None,
     demo: bool = False,
 ) -> None:
     """Build and launch the app; blocks until the server stops (Ctrl+C).
 
     Args:
-        projects_dir: where projects live (created if missing); the only folder the page may read files from.
+        projects_dir: where projects live (created if missing).
         host: address to listen on; anything but loopback makes the app reachable from other machines.
         port: port to listen on.
-        share: also open a public share link (use with `auth`).
-        auth: (user, password) required to open the page.
+        share: also open a public share link (the command line requires `auth` or an explicit --public).
+        auth: the (user, password) pairs that may sign in; the signed-in name is recorded as the annotator.
         demo: open the digits demo project (created on first use; works offline).
     """
     root = Path(projects_dir).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     if demo:
         _prepare_demo(root)
-    local_only = host in LOOPBACK and not share
+    local_only = is_loopback(host.lower()) and not share
     blocks = build_demo(root, demo=demo, allow_local_paths=local_only)
     try:
         blocks.launch(
             server_name=host,
             server_port=port,
             share=share,
-            auth=auth,
+            auth=list(auth) if auth else None,
             max_file_size=gr.FileSize.GB,
-            **launch_kwargs(root),
+            **launch_kwargs(local_only=local_only),
         )
     finally:
         registry.close_all(root)

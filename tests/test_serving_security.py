@@ -1,0 +1,179 @@
+"""What the running app serves, to whom, and who is recorded as the annotator."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from app import cli
+from app.core import tokens
+from app.engine.demo import write_digits
+from app.engine.session import ActiveLearningSession
+from app.ui import registry
+from app.ui.downloads import hand_out
+from app.ui.handlers import Handlers, annotator, new_client_id
+from app.ui.host_guard import allowed, host_name
+from tests.browser_support import running_app
+from tests.ui_support import DIGITS, MODELS, TINY, wait_round
+
+
+def _project(projects: Path, name: str, images: Path) -> ActiveLearningSession:
+    """A project with images, and files like those a real one grows: checkpoints, embeddings, exports."""
+    session = ActiveLearningSession.create(projects, name, DIGITS, TINY)
+    session.add_data(write_digits(images, size=32, limit=6))
+    root = session.store.root
+    for rel in ("checkpoints/round_0001.ckpt", "checkpoints/round_0001.json", "embeddings/key/vectors.npy"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"private model bytes")
+    session.export("labels_csv")
+    return session
+
+
+@pytest.fixture(scope="module")
+def app_and_projects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    projects = tmp_path_factory.mktemp("projects")
+    images = tmp_path_factory.mktemp("images")
+    registry.register(projects, _project(projects, "mine", images / "a"))
+    _project(projects, "other", images / "b").close()
+    with running_app(projects, model_choices=MODELS, base_settings=TINY) as url:
+        yield url, projects
+
+
+def _get(url: str, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response
+
+
+def _file_routes(path: Path) -> list[str]:
+    text = quote(str(path))
+    return [f"/gradio_api/file={text}", f"/gradio_api/file/{text}"]
+
+
+def test_only_images_of_open_projects_are_served(app_and_projects: tuple[str, Path]) -> None:
+    url, projects = app_and_projects
+    mine = registry.get(projects, "mine")
+    image = mine.store.image_path(mine.store.image_ids()[0])
+    for route in _file_routes(image):
+        assert _get(url, route).status == 200
+    private = [
+        projects / "mine" / "project.db",
+        projects / "mine" / "checkpoints" / "round_0001.ckpt",
+        projects / "mine" / "embeddings" / "key" / "vectors.npy",
+        projects / "mine" / "exports" / "labels.csv",
+        projects / "other" / "exports" / "labels.csv",
+        projects / "other" / "project.db",
+    ]
+    for path in private:
+        assert path.is_file()
+        for route in _file_routes(path):
+            assert _get(url, route).status in (403, 404), route
+
+
+def test_a_request_for_another_host_or_from_another_site_is_refused(app_and_projects: tuple[str, Path]) -> None:
+    url, _ = app_and_projects
+    port = urlsplit(url).port
+    assert _get(url, "/").status == 200
+    assert _get(url, "/", {"Host": f"localhost:{port}"}).status == 200
+    assert _get(url, "/", {"Origin": f"http://127.0.0.1:{port}"}).status == 200
+    for headers in (
+        {"Host": "evil.example"},
+        {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+    ):
+        response = _get(url, "/gradio_api/info", headers)
+        assert response.status == 403, headers
+        assert response.getheader("access-control-allow-origin") is None
+
+
+def test_host_names_are_read_like_a_browser_sends_them() -> None:
+    assert host_name("127.0.0.1:7860") == "127.0.0.1"
+    assert host_name("[::1]:7860") == "::1"
+    assert host_name("http://LOCALHOST:80") == "localhost"
+    assert allowed({"host": "app.localhost:7860"})
+    assert not allowed({"host": "127.0.0.1.evil.example"})
+    assert not allowed({"host": "localhost.evil.example"})
+    assert not allowed({})
+
+
+def test_a_download_is_a_private_copy_outside_the_project(tmp_path: Path) -> None:
+    export = tmp_path / "projects" / "p" / "exports" / "labels.csv"
+    export.parent.mkdir(parents=True)
+    export.write_text("image_id,label\n1,a\n", encoding="utf-8")
+    first, second = hand_out(export), hand_out(export)
+    assert first.name == "labels.csv" and first.read_bytes() == export.read_bytes()
+    assert first.parent != second.parent
+    assert not first.is_relative_to(tmp_path / "projects")
+
+
+def test_the_export_button_downloads_the_export(app_and_projects: tuple[str, Path]) -> None:
+    from gradio_client import Client
+
+    url, projects = app_and_projects
+    client = Client(url, verbose=False)
+    try:
+        client.predict(api_name="/init")
+        client.predict("mine", api_name="/open_project")
+        downloaded = client.predict("labels_csv", api_name="/export")
+    finally:
+        client.close()
+    path = Path(downloaded["value"] if isinstance(downloaded, dict) else downloaded)
+    assert path.read_bytes() == (projects / "mine" / "exports" / "labels.csv").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------ share and sign-in
+def test_share_needs_sign_in_or_an_explicit_public(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--share"]) == 2
+    assert "--auth" in capsys.readouterr().err
+    assert cli.main(["--share", "--auth", "nocolon"]) == 2
+
+
+def test_auth_file_lists_several_users(tmp_path: Path) -> None:
+    users = tmp_path / "users.txt"
+    users.write_text("# annotators\nann:secret\n\nbob: pass:word\n", encoding="utf-8")
+    assert cli._auth_pairs(["carol:pw"], str(users)) == [("carol", "pw"), ("ann", "secret"), ("bob", " pass:word")]
+    users.write_text("ann:secret\nbroken line\n", encoding="utf-8")
+    with pytest.raises(cli.AppError, match="line 2"):
+        cli._auth_pairs([], str(users))
+    with pytest.raises(cli.AppError, match="twice"):
+        cli._auth_pairs(["ann:a", "ann:b"], None)
+
+
+def test_a_tab_cannot_take_another_tabs_id() -> None:
+    mine = new_client_id()
+    assert tokens.verify(mine) and new_client_id(mine) == mine
+    seen_in_an_export = annotator(mine)  # "user#<8 characters>"
+    forged = seen_in_an_export.split("#")[1] + "-0123456789abcdef"
+    assert new_client_id(forged) != forged
+    assert new_client_id(mine[:-1] + ("0" if mine[-1] != "0" else "1")) != mine
+    assert annotator(new_client_id(forged)) != seen_in_an_export
+
+
+def test_the_signed_in_name_is_the_annotator_and_undo_is_per_person(tmp_path: Path) -> None:
+    ui = Handlers(tmp_path / "projects", model_choices=MODELS, base_settings=TINY)
+    session = ActiveLearningSession.create(ui.projects_dir, "p", DIGITS, TINY)
+    registry.register(ui.projects_dir, session)
+    try:
+        ui.import_images(
+            "p", new_client_id(), [str(f) for f in write_digits(tmp_path / "i", size=32, limit=12)], [], False
+        )
+        wait_round(session)
+        tab_a, tab_b = new_client_id(), new_client_id()
+        view = ui.current("p", tab_a)
+        ui.submit("p", tab_a, view.cursor, "3", user="alice")
+        other = ui.current("p", tab_b)
+        ui.submit("p", tab_b, other.cursor, "4", user="bob")
+        assert [a.annotator for a in session.store.history()] == ["alice", "bob"]
+        ui.undo("p", tab_b, None, user="alice")  # alice, from another tab, takes back her own label only
+        assert [(a.annotator, a.undone) for a in session.store.history()] == [("alice", True), ("bob", False)]
+    finally:
+        registry.close_all(ui.projects_dir)
