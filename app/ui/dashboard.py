@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from app.core.metrics import MATRIX_MAX_CLASSES, top_confusions
 from app.engine.session import ActiveLearningSession
 from app.ui.views import strategy_name
 
@@ -21,7 +22,8 @@ class Dashboard:
     Attributes:
         curve: one row per round and metric (accuracy, macro-F1) against the number of labels.
         counts: labels per class.
-        confusion: an HTML table of the latest measured round (rows: true label, columns: predicted).
+        confusion: an HTML table of the latest measured round's mistakes: its confusion matrix (rows: true label,
+            columns: predicted) with few labels, else its most confused pairs.
         history: one row per round.
         summary: one Markdown line above the plots.
     """
@@ -66,8 +68,8 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
             }
         )
     counts = session.store.label_counts()
-    measured = [r for r in rounds if r.metrics.get("confusion")]
-    confusion = confusion_html(measured[-1].metrics) if measured else _note(_why_no_confusion(rounds))
+    measured = [r for r in rounds if r.metrics.get("confusion") or "top_confusions" in r.metrics]
+    confusion = mistakes_html(measured[-1].metrics) if measured else _note(_why_no_confusion(rounds))
     progress = session.progress()
     summary = (
         f"**{progress['labeled']:,}** of {progress['total']:,} images labeled · {len(rounds)} round(s) · "
@@ -92,6 +94,51 @@ def _note(text: str) -> str:
     return f'<p class="al-note">{html.escape(text)}</p>'
 
 
+def mistakes_html(metrics: dict) -> str:
+    """A round's mistakes: its confusion matrix when it has few labels, else its most confused pairs.
+
+    Args:
+        metrics: a round's metrics (see `app.core.metrics.classification_metrics`); rounds recorded before
+            "top_confusions" existed carry a full "confusion" matrix and "labels" instead.
+    """
+    matrix = metrics.get("confusion") or []
+    if matrix and len(matrix) <= MATRIX_MAX_CLASSES:
+        return confusion_html(metrics)
+    pairs = metrics.get("top_confusions")
+    if pairs is None:
+        pairs = top_confusions(matrix, metrics.get("labels", []))
+    return pairs_html(pairs, _images(metrics))
+
+
+def pairs_html(pairs: list, images: str) -> str:
+    """The most confused (true label, guess) pairs as an HTML table, most frequent first.
+
+    Args:
+        pairs: [true label, guessed label, count] rows.
+        images: what was measured, e.g. "120 held-out images".
+    """
+    if not pairs:
+        return _note(f"No mistakes on {images}.")
+    rows = "".join(
+        f"<tr><td>{html.escape(str(true))}</td><td>{html.escape(str(guess))}</td><td>{int(count)}</td></tr>"
+        for true, guess, count in pairs
+    )
+    caption = f"The most frequent mistakes on {images}."
+    return (
+        f'<div class="al-confusion"><table><caption>{html.escape(caption)}</caption>'
+        "<thead><tr><th>true label</th><th>model's guess</th><th>images</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+    )
+
+
+def _images(metrics: dict) -> str:
+    """ "120 held-out images" or "40 cross-validated labeled images"."""
+    matrix = metrics.get("confusion") or []
+    n = metrics.get("n") or metrics.get("val") or sum(sum(r) for r in matrix)
+    how = "cross-validated labeled" if "cross" in str(metrics.get("validation", "")) else "held-out"
+    return f"{n} {how} images"
+
+
 def confusion_html(metrics: dict) -> str:
     """A confusion matrix as an HTML table, cells shaded by their share of the row."""
     labels = [str(x) for x in metrics.get("labels", [])]
@@ -110,9 +157,7 @@ def confusion_html(metrics: dict) -> str:
             style = f"background: color-mix(in srgb, {tone} {alpha * 100:.0f}%, transparent)" if count else ""
             cells.append(f'<td style="{style}">{count}</td>')
         rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
-    n = metrics.get("n") or metrics.get("val") or sum(sum(r) for r in matrix)
-    how = "cross-validated labeled" if "cross" in str(metrics.get("validation", "")) else "held-out"
-    caption = f"{n} {how} images: rows are the true label, columns the model's guess."
+    caption = f"{_images(metrics)}: rows are the true label, columns the model's guess."
     return (
         f'<div class="al-confusion"><table><caption>{html.escape(caption)}</caption>'
         f'<thead><tr><th class="corner">true ↓ / guess →</th>{head}</tr></thead>'

@@ -214,18 +214,17 @@ def status_html(session: ActiveLearningSession | None) -> str:
     if session is None:
         return _status("idle", "Open a project or start a new one.", None)
     status: JobStatus | None = session.round_status()
-    rounds = session.store.rounds()
     if status is not None and status.state == RUNNING:
         return _status("running", f"Learning: {status.message}", status.progress)
     if status is not None and status.state == FAILED:
         return _status("failed", f"The last round failed: {status.error}", None)
-    if not rounds:
+    last = session.store.latest_round()
+    if last is None:
         if session.store.count_images() == 0:
             return _status("idle", "No images yet.", None)
         if session.model.has_model():  # an imported model's own classifier
             return _status("ready", "Imported model ready: its guesses show until the first round.", None)
         return _status("idle", "No model yet: label the first batch and the first round starts by itself.", None)
-    last = rounds[-1]
     acc = last.metrics.get("accuracy")
     how = last.metrics.get("validation", "held-out labels")
     quality = f"accuracy {acc:.1%} by {how}" if acc is not None else "too few labels to measure accuracy"
