@@ -9,6 +9,9 @@ the rest of the import continues.
 Duplicates (same bytes, within one import or already in the project) are reported, not added again. When a
 duplicate comes with a label and the existing image has none yet, that label is applied (so a folder can be
 imported first and its labels CSV afterwards).
+
+What zip archives may unpack is bounded (`IngestLimits`, see `app.core.archives`). Each import stages its files in
+its own ``images/.incoming-*`` folder; `clean_staging` removes the ones that killed imports left behind.
 """
 
 from __future__ import annotations
@@ -18,26 +21,36 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from app.core.archives import MAX_FILE_BYTES, TOO_BIG, EntryReader, IngestLimits, UnpackBudget, UnpackLimitError
 from app.core.errors import BadImageError, StoreError
 from app.core.images import DEFAULT_MAX_PIXELS, probe_image
-from app.core.sources import MAX_FILE_BYTES, TOO_BIG, FileItem, Item, Rejection, ZipItem, os_reason, plan_source
+from app.core.sources import FileItem, Item, Rejection, ZipItem, os_reason, plan_source
+
+try:
+    import fcntl
+except ImportError:  # Windows: staging folders are recognised as stale by age alone
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from app.core.store import ProjectStore
 
-__all__ = ["Duplicate", "IngestReport", "ProgressFn", "Rejection", "ingest"]
+__all__ = ["Duplicate", "IngestLimits", "IngestReport", "ProgressFn", "Rejection", "clean_staging", "ingest"]
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int | None, str], None]  # (done, total or None, current source)
 CHUNK_BYTES = 1 << 20
 IMAGES_DIR = "images"
+STAGING_PREFIX = ".incoming-"
+STAGING_LOCK = "owner.lock"
+STALE_SECONDS = 3600.0
 
 CHANGED = "The file changed while it was being imported; import it again when nothing is writing to it."
 ZIP_ENTRY_DAMAGED = "The file inside the zip archive is damaged; create the zip again and import it."
@@ -100,6 +113,7 @@ def ingest(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: ProgressFn | None = None,
     annotator: str = "import",
+    limits: IngestLimits | None = None,
 ) -> IngestReport:
     """Import every image the sources provide into the project.
 
@@ -113,30 +127,23 @@ def ingest(
         progress: called as ``progress(done, total, source)``: with total None while sources are listed,
             then after every image. Exceptions it raises stop the import (images already done stay imported).
         annotator: recorded on the label annotations this import creates.
+        limits: what zip archives may unpack (never more than the free disk space); None: `IngestLimits.from_env`.
 
     Returns:
         The report; bad inputs (including a whole bad CSV or zip) are in `IngestReport.rejected`.
 
     Raises:
         StoreError: the project database cannot be written (images imported before that stay imported).
+        ValueError: `limits` is None and an ``ALABEL_MAX_...`` variable is not a number.
     """
     report = IngestReport()
-    items: list[Item] = []
-    for source in sources:
-        if progress is not None:
-            progress(0, None, str(source))
-        plan = plan_source(source, labels_from_folders=labels_from_folders, allowed_roots=allowed_roots)
-        items.extend(plan.items)
-        report.rejected.extend(plan.rejected)
-    total = len(items)
-    images_dir = store.root / IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
-    importer = _Importer(store, images_dir, max_pixels, annotator, report)
+    importer = _Importer(store, max_pixels, annotator, report, IngestLimits.from_env() if limits is None else limits)
     try:
+        items = importer.plan(sources, progress, labels_from_folders, allowed_roots)
         for done, item in enumerate(items, start=1):
             importer.run(item)
             if progress is not None:
-                progress(done, total, item.source)
+                progress(done, len(items), item.source)
     finally:
         importer.close()
     return report
@@ -147,17 +154,24 @@ def _plural(count: int, word: str) -> str:
 
 
 class _Importer:
-    """Imports items one at a time; keeps the open zip archive and a staging folder inside the project."""
+    """Imports items one at a time; keeps the open zip archive, the unpack budget and a locked staging folder
+    inside the project (stale staging folders of earlier imports are removed first)."""
 
-    def __init__(self, store: ProjectStore, images_dir: Path, max_pixels: int, annotator: str, report: IngestReport):
+    def __init__(
+        self, store: ProjectStore, max_pixels: int, annotator: str, report: IngestReport, limits: IngestLimits
+    ) -> None:
         self.store = store
-        self.images_dir = images_dir
+        self.images_dir = images_dir = store.root / IMAGES_DIR
+        images_dir.mkdir(parents=True, exist_ok=True)
+        clean_staging(images_dir)
+        self.budget = UnpackBudget(limits, free_bytes=shutil.disk_usage(images_dir).free)
         self.max_pixels = max_pixels
         self.annotator = annotator
         self.report = report
         self.known_labels = set(store.labels())
         # Staging inside images/ keeps the final os.replace on one file system (atomic).
-        self.staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=images_dir))
+        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=images_dir))
+        self._owner = _lock_staging(self.staging)
         self._archive_path: Path | None = None
         self._archive: zipfile.ZipFile | None = None
         self._infos: list[zipfile.ZipInfo] = []
@@ -167,13 +181,33 @@ class _Importer:
             self._archive.close()
             self._archive = None
         shutil.rmtree(self.staging, ignore_errors=True)
+        if self._owner is not None:
+            self._owner.close()  # after the removal: a cleaner never sees the folder unlocked while it exists
+
+    def plan(
+        self, sources: Sequence[str | Path], progress: ProgressFn | None, by_folder: bool, roots: Sequence[str | Path]
+    ) -> list[Item]:
+        """Everything the sources provide, in order; what planning refused goes straight to the report."""
+        items: list[Item] = []
+        for source in sources:
+            if progress is not None:
+                progress(0, None, str(source))
+            plan = plan_source(source, labels_from_folders=by_folder, allowed_roots=roots, budget=self.budget)
+            items.extend(plan.items)
+            self.report.rejected.extend(plan.rejected)
+        return items
 
     def run(self, item: Item) -> None:
+        if isinstance(item, ZipItem) and self.budget.stopped:
+            self.report.rejected.append(Rejection(item.source, self.budget.stop_reason()))
+            return
         temp = self.staging / "incoming.part"
         try:
             reason = self._import(item, temp)
         except StoreError:
             raise  # the project itself cannot be written: not a problem of this input
+        except UnpackLimitError as exc:
+            reason = str(exc)
         except BadImageError as exc:
             reason = str(exc)
         except zipfile.BadZipFile:
@@ -260,7 +294,7 @@ class _Importer:
         image_id = self.store.image_id_for_hash(sha256)
         return None if image_id is None else self.store.get_image(image_id).path
 
-    def _open_entry(self, item: ZipItem) -> _LimitedReader:
+    def _open_entry(self, item: ZipItem) -> EntryReader:
         """Open one entry; the archive stays open while consecutive items come from it."""
         archive = self._archive
         if archive is None or self._archive_path != item.archive:
@@ -269,7 +303,7 @@ class _Importer:
             self._archive = None
             archive = zipfile.ZipFile(item.archive)
             self._archive, self._archive_path, self._infos = archive, item.archive, archive.infolist()
-        return _LimitedReader(archive.open(self._infos[item.index]), MAX_FILE_BYTES)
+        return EntryReader(archive.open(self._infos[item.index]), MAX_FILE_BYTES, self.budget)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -282,7 +316,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _copy_hashing(src: BinaryIO | _LimitedReader, dest: Path) -> tuple[str, int]:
+def _copy_hashing(src: BinaryIO | EntryReader, dest: Path) -> tuple[str, int]:
     """Copy a stream into a new file in chunks; returns the sha256 hex digest and size of what was written."""
     digest, size = hashlib.sha256(), 0
     with dest.open("wb") as out:
@@ -293,21 +327,67 @@ def _copy_hashing(src: BinaryIO | _LimitedReader, dest: Path) -> tuple[str, int]
     return digest.hexdigest(), size
 
 
-class _LimitedReader:
-    """Wraps a zip entry stream; refuses to yield more than `limit` bytes (the header's size may lie)."""
+# ------------------------------------------------------------------------------------------------ staging folders
+def clean_staging(images_dir: Path, *, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Remove the ``.incoming-*`` staging folders that killed imports left in `images_dir`.
 
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self.stream, self.left = stream, limit
+    Other processes, and other imports of this process, may be importing into the same project, so a folder is
+    removed only when its owner is gone. Each import holds an exclusive `fcntl.flock` on the ``owner.lock`` file in
+    its folder, which the system releases when the process ends (even by ``kill -9``): a folder whose lock can be
+    taken is stale at once. Process ids are reused and ages alone would wait long after a kill, so neither is the
+    rule; only a folder without a lock file (an import starting up, an older version, no ``flock`` on this
+    system) falls back to age: it is removed after `max_age` seconds without a change in it.
 
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.stream.read(size)
-        self.left -= len(chunk)
-        if self.left < 0:
-            raise BadImageError(TOO_BIG)
-        return chunk
+    Args:
+        images_dir: the project's images folder.
+        max_age: seconds without a change after which a folder without a lock file counts as stale.
 
-    def __enter__(self) -> _LimitedReader:
-        return self
+    Returns:
+        The folders removed.
+    """
+    try:
+        folders = sorted(p for p in images_dir.iterdir() if p.name.startswith(STAGING_PREFIX) and not p.is_symlink())
+    except OSError:  # no images folder yet, or unreadable: nothing to clean
+        return []
+    return [folder for folder in folders if folder.is_dir() and _remove_if_stale(folder, max_age)]
 
-    def __exit__(self, *exc: object) -> None:
-        self.stream.close()
+
+def _remove_if_stale(folder: Path, max_age: float) -> bool:
+    lock = folder / STAGING_LOCK
+    handle: BinaryIO | None = None
+    try:
+        if fcntl is not None and lock.exists():
+            handle = lock.open("rb")
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its import is running
+        elif time.time() - _last_change(folder) < max_age:
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    except OSError:
+        return False
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _last_change(folder: Path) -> float:
+    return max([folder.lstat().st_mtime] + [entry.lstat().st_mtime for entry in folder.iterdir()])
+
+
+def _lock_staging(staging: Path) -> BinaryIO | None:
+    """Lock ``owner.lock`` in a new staging folder for as long as the returned file stays open.
+
+    The file is locked under a temporary name and then renamed, so a cleaner never finds it unlocked while its
+    import runs. None where locks are not available (the folder is then recognised as stale by age).
+    """
+    if fcntl is None:
+        return None
+    fd, temp = tempfile.mkstemp(prefix=".lock-", dir=staging)
+    handle = os.fdopen(fd, "wb")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(temp, staging / STAGING_LOCK)
+    except OSError:
+        handle.close()
+        return None
+    return handle

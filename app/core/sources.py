@@ -26,15 +26,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from app.core.archives import ZIP_SLIP, IngestLimits, UnpackBudget, entry_problem, layout_problem, unsafe_entry
 from app.core.errors import IngestError
 from app.core.images import IMAGE_EXTENSIONS
 
-MAX_FILE_BYTES = 1 << 30  # 1 GiB: no sensible image file is larger; guards against zip bombs filling the disk
 PATH_COLUMNS = ("path", "image", "filename", "file", "filepath", "image_path", "file_path", "imagepath", "file_name")
 LABEL_COLUMNS = ("label", "class", "category", "target", "class_name", "label_name")
 _JUNK_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 _TYPES = ", ".join(sorted(IMAGE_EXTENSIONS))
 MISSING_SOURCE = "The file or folder does not exist; check the path and try again."
@@ -47,12 +46,6 @@ NESTED_LIST = "Zip and CSV files inside a folder are not opened; import this fil
 EMPTY_FOLDER = "The folder contains no image files; check that you picked the right folder."
 EMPTY_ZIP = "The zip archive contains no image files; check that you picked the right archive."
 BAD_ZIP = "The file is not a valid zip archive or it is damaged; create the zip again and import it."
-ZIP_SLIP = (
-    "The zip entry has an absolute path or goes up with '..', which could write outside the project; "
-    "it was not extracted. Re-create the zip from a normal folder."
-)
-ZIP_ENCRYPTED = "The file is password-protected inside the zip; create the zip without a password."
-TOO_BIG = "The file is larger than 1 GB, far too large for an image; resize or re-export it."
 CSV_EMPTY = "The CSV file is empty; add a header row with an image path column and one row per image."
 CSV_NO_ROWS = "The CSV file has a header but no rows; add one row per image."
 CSV_NOT_UTF8 = "The CSV file is not UTF-8 text; save it as 'CSV UTF-8' and import it again."
@@ -68,6 +61,14 @@ ROW_OUTSIDE = (
     "move the image next to the CSV or add its folder to the allowed folders."
 )
 ROW_FOLDER = "The path is a folder, not an image file; list image files in the CSV, or import the folder itself."
+LINK_OUTSIDE = (
+    "The file is a link to a file outside the chosen folder, so it was not imported; "
+    "copy the image into the folder, or import the folder the link points to."
+)
+LINKED_FOLDER_OUTSIDE = (
+    "The folder is a link to a folder outside the chosen folder, so it was not searched; "
+    "import the folder the link points to on its own."
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,11 @@ class Plan:
 
 
 def plan_source(
-    source: str | Path, *, labels_from_folders: bool = False, allowed_roots: Sequence[str | Path] = ()
+    source: str | Path,
+    *,
+    labels_from_folders: bool = False,
+    allowed_roots: Sequence[str | Path] = (),
+    budget: UnpackBudget | None = None,
 ) -> Plan:
     """List the images one source provides.
 
@@ -125,6 +130,7 @@ def plan_source(
         source: a folder, an image file, a ``.zip`` archive or a ``.csv`` list.
         labels_from_folders: read labels from class folders (folders and zip archives only).
         allowed_roots: folders, besides the CSV's own folder, that CSV paths may point into.
+        budget: what the import may unpack from zip archives; None: the limits from the environment.
 
     Returns:
         The plan; problems are in `Plan.rejected`, never raised.
@@ -138,7 +144,7 @@ def plan_source(
             return Plan(rejected=[Rejection(name, MISSING_SOURCE)])
         suffix = path.suffix.lower()
         if suffix == ".zip":
-            return _plan_zip(path, labels_from_folders)
+            return _plan_zip(path, labels_from_folders, budget or UnpackBudget(IngestLimits.from_env()))
         if suffix == ".csv":
             return _plan_csv(path, allowed_roots)
         if suffix in IMAGE_EXTENSIONS:
@@ -181,45 +187,57 @@ def os_reason(exc: OSError) -> str:
 
 # ------------------------------------------------------------------------------------------------ folders
 def _plan_folder(root: Path, labels_from_folders: bool) -> Plan:
+    """Links (to files or folders) whose target is outside the chosen folder are refused; os.walk does not enter
+    linked folders, so a link to a folder inside it adds nothing that is not found at its real place."""
     plan = Plan()
+    real_root = Path(os.path.realpath(root))
 
     def unreadable(error: OSError) -> None:
         plan.rejected.append(Rejection(str(error.filename or root), os_reason(error)))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted((d for d in dirnames if not is_hidden(d)), key=natural_key)
+        for dirname in dirnames:
+            if _link_outside(Path(dirpath) / dirname, real_root):
+                plan.rejected.append(Rejection(str(Path(dirpath) / dirname), LINKED_FOLDER_OUTSIDE))
         rel_dir = Path(dirpath).relative_to(root)
         for filename in sorted(filenames, key=natural_key):
             if is_hidden(filename):
                 continue
             path = Path(dirpath) / filename
             suffix = path.suffix.lower()
+            if _link_outside(path, real_root):
+                plan.rejected.append(Rejection(str(path), LINK_OUTSIDE))
+                continue
             if suffix not in IMAGE_EXTENSIONS:
                 reason = NESTED_LIST if suffix in (".zip", ".csv") else UNSUPPORTED_TYPE
                 plan.rejected.append(Rejection(str(path), reason.format(ext=suffix or filename, types=_TYPES)))
                 continue
             label = _clean_label(rel_dir.parts[0]) if labels_from_folders and rel_dir.parts else None
-            plan.items.append(FileItem(path=path, name=filename, source=str(path), label=label))
+            real = Path(os.path.realpath(path)) if path.is_symlink() else path  # the checked target, not the link
+            plan.items.append(FileItem(path=real, name=filename, source=str(path), label=label))
     if not plan.items and not plan.rejected:
         plan.rejected.append(Rejection(str(root), EMPTY_FOLDER))
     return plan
 
 
+def _link_outside(path: Path, real_root: Path) -> bool:
+    """True for a symbolic link whose target (followed to the end) is outside `real_root`."""
+    return path.is_symlink() and not _within(Path(os.path.realpath(path)), [real_root])
+
+
 # ------------------------------------------------------------------------------------------------ zip archives
-def unsafe_entry(name: str) -> bool:
-    """True for zip entry names that are absolute or climb out with '..' (zip slip)."""
-    if name.startswith(("/", "\\")) or _DRIVE.match(name):
-        return True
-    return any(part == ".." for part in re.split(r"[\\/]", name))
-
-
-def _plan_zip(path: Path, labels_from_folders: bool) -> Plan:
-    plan = Plan()
+def _plan_zip(path: Path, labels_from_folders: bool, budget: UnpackBudget) -> Plan:
+    """Refuses the whole archive when its layout or declared size is a zip bomb's (see `app.core.archives`)."""
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
         raise IngestError(BAD_ZIP) from exc
+    problem = layout_problem(infos, path.stat().st_size)
+    if problem is not None:
+        raise IngestError(problem)
+    plan = Plan()
     candidates: list[tuple[int, zipfile.ZipInfo, list[str]]] = []
     for index, info in enumerate(infos):
         if info.is_dir():
@@ -235,19 +253,17 @@ def _plan_zip(path: Path, labels_from_folders: bool) -> Plan:
         suffix = Path(parts[-1]).suffix.lower()
         if suffix not in IMAGE_EXTENSIONS:
             reason = NESTED_LIST if suffix in (".zip", ".csv") else UNSUPPORTED_TYPE
-            plan.rejected.append(Rejection(source, reason.format(ext=suffix or parts[-1], types=_TYPES)))
-        elif info.flag_bits & 0x1:
-            plan.rejected.append(Rejection(source, ZIP_ENCRYPTED))
-        elif info.file_size > MAX_FILE_BYTES:
-            plan.rejected.append(Rejection(source, TOO_BIG))
+            reason = reason.format(ext=suffix or parts[-1], types=_TYPES)
+        else:
+            reason = entry_problem(info, budget.limits.max_ratio)
+        if reason is not None:
+            plan.rejected.append(Rejection(source, reason))
         else:
             candidates.append((index, info, parts))
-    wrapped = (
-        len(candidates) > 0
-        and len({parts[0] for _, _, parts in candidates}) == 1
-        and all(len(parts) >= 2 for _, _, parts in candidates)
-        and any(len(parts) >= 3 for _, _, parts in candidates)
-    )
+    problem = budget.declared_problem(sum(info.file_size for _, info, _ in candidates))
+    if problem is not None:
+        raise IngestError(problem)
+    wrapped = _is_wrapped([parts for _, _, parts in candidates])
     for index, info, parts in candidates:
         inner = parts[1:] if wrapped else parts
         label = _clean_label(inner[0]) if labels_from_folders and len(inner) >= 2 else None
@@ -257,6 +273,16 @@ def _plan_zip(path: Path, labels_from_folders: bool) -> Plan:
     if not plan.items and not plan.rejected:
         plan.rejected.append(Rejection(str(path), EMPTY_ZIP))
     return plan
+
+
+def _is_wrapped(entries: list[list[str]]) -> bool:
+    """True when every entry sits in one top folder that itself holds class folders (a zipped dataset folder)."""
+    return (
+        len(entries) > 0
+        and len({parts[0] for parts in entries}) == 1
+        and all(len(parts) >= 2 for parts in entries)
+        and any(len(parts) >= 3 for parts in entries)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ CSV lists

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.core.errors import AppError, EmptyPoolError, StoreError
-from app.core.ingest import IngestReport, ingest
+from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
 from app.core.metrics import classification_metrics
 from app.core.settings import ProjectSettings
 from app.core.splits import validation_mask
@@ -91,6 +91,7 @@ class ActiveLearningSession:
         if not (root / ProjectStore.DB_NAME).exists():
             raise StoreError(f"There is no project named '{name}' in {projects_dir}.")
         store = ProjectStore(root, create=False)
+        clean_staging(store.root / IMAGES_DIR)  # staging folders left by imports that were killed
         settings = ProjectSettings.from_dict(store.get_setting("settings", {}))
         session = cls(store, settings)
         session.model.restore_latest(store)
