@@ -266,7 +266,7 @@ def _main_column(c: dict) -> None:
                 )
             with gr.Row():
                 with gr.Column():
-                    gr.Markdown("#### Confusion matrix (latest round)")
+                    gr.Markdown("#### Mistakes (latest round)")
                     c["confusion"] = gr.HTML()
                 with gr.Column():
                     gr.Markdown("#### Rounds")
