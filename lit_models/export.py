@@ -18,6 +18,7 @@ import timm.models
 import torch
 from torch import nn
 
+from app.core.atomic import atomic_files, atomic_path
 from app.core.errors import ModelFileError
 from lit_models.backbones import LoadedBackbone
 from lit_models.modules import BackboneWithHead, FineTuneClassifier, HeadClassifier
@@ -85,7 +86,8 @@ def save_safetensors(
 
     The folder loads offline with ``timm.create_model("local-dir:<out_dir>", pretrained=True)``, or with
     ``timm.create_model(arch, num_classes=len(label_names))`` plus ``safetensors.torch.load_file`` and
-    ``load_state_dict``.
+    ``load_state_dict``. Both files are written in full in a temporary folder beside ``out_dir`` before either
+    replaces its previous version, so an interrupted export never leaves a half-written file.
 
     Returns:
         The folder (``out_dir``).
@@ -98,13 +100,13 @@ def save_safetensors(
     if int(getattr(model, "num_classes", -1)) != len(label_names):
         raise ValueError(f"The model has {getattr(model, 'num_classes', '?')} outputs but {len(label_names)} labels.")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
     preprocessing = {k: data_config[k] for k in keys if k in data_config}
     model_config = {"label_names": list(label_names), "architecture": arch}
-    timm.models.save_for_hf(
-        model.cpu().eval(), str(out), model_config=model_config, safe_serialization=True, data_config=preprocessing
-    )
+    with atomic_files(out) as tmp:
+        timm.models.save_for_hf(
+            model.cpu().eval(), str(tmp), model_config=model_config, safe_serialization=True, data_config=preprocessing
+        )
     return out
 
 
@@ -112,7 +114,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *
     """Write an ONNX file (one file, weights inside) with input ``input`` (B, C, H, W) and output ``logits``.
 
     The batch axis is dynamic. Uses torch's default (dynamo) exporter and falls back to the TorchScript exporter if
-    that fails.
+    that fails. The file is replaced only once complete.
 
     Args:
         model: any classifier, e.g. from :func:`build_classifier`.
@@ -121,9 +123,14 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *
         opset: ONNX opset; None lets the exporter choose (18+ for dynamo, which onnxruntime >= 1.16 runs).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     sample = torch.randn(2, *[int(s) for s in input_size])
+    with atomic_path(path) as tmp:
+        _write_onnx(model, tmp, sample, opset)
+    return path
+
+
+def _write_onnx(model: nn.Module, path: Path, sample: torch.Tensor, opset: int | None) -> None:
     names = {"input_names": ["input"], "output_names": ["logits"]}
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -151,7 +158,6 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 **names,
             )
-    return path
 
 
 def save_head_checkpoint(head: HeadClassifier, path: str | Path) -> Path:
@@ -160,8 +166,8 @@ def save_head_checkpoint(head: HeadClassifier, path: str | Path) -> Path:
 
 
 def _save_lightning_checkpoint(module: pl.LightningModule, path: str | Path) -> Path:
+    """Write the checkpoint beside `path` and rename it into place: a kill mid-save keeps the previous file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "hyper_parameters": dict(module.hparams),
@@ -169,7 +175,8 @@ def _save_lightning_checkpoint(module: pl.LightningModule, path: str | Path) -> 
         "epoch": 0,
         "global_step": 0,
     }
-    torch.save(checkpoint, path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
     return path
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.core.atomic import atomic_path
 from app.core.errors import ModelFileError
 from lit_models.backbones import LoadedBackbone, eval_transform, train_transform
 from lit_models.callbacks import ProgressFn
@@ -186,13 +186,11 @@ def save_backbone_weights(backbone: LoadedBackbone, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     metadata = {"arch": backbone.arch, "num_features": str(backbone.num_features), "format": "pt"}
     metadata["data_config"] = json.dumps(backbone.data_config, default=list)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.core.atomic import atomic_path
 from app.core.errors import ModelFileError
 from lit_models.pickle_scan import check_pickle_globals, objects_message, pickle_globals
 
@@ -230,16 +231,14 @@ def save_weights(wf: WeightsFile, out: str | Path, arch: str | None = None) -> P
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in wf.tensors.items()}  # clone: no shared storage
     meta = {"format": "pt", "source": wf.path.name}
     if arch or wf.arch:
         meta["architecture"] = str(arch or wf.arch)
     if wf.label_names:
         meta["label_names"] = json.dumps(wf.label_names)
-    tmp = out.with_name(out.name + ".part")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return out
 
 

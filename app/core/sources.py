@@ -20,7 +20,7 @@ import errno
 import os
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -325,8 +325,10 @@ def find_column(columns: Sequence[str], accepted: Sequence[str]) -> str | None:
     return None
 
 
-def _within(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
+def _within(path: Path, roots: Collection[Path]) -> bool:
+    """True when `path` is one of `roots` or lies under one (a set of roots is checked in time of the depth)."""
+    allowed = roots if isinstance(roots, (set, frozenset)) else set(roots)
+    return path in allowed or any(parent in allowed for parent in path.parents)
 
 
 def _plan_csv(path: Path, allowed_roots: Sequence[str | Path]) -> Plan:
@@ -339,7 +341,7 @@ def _plan_csv(path: Path, allowed_roots: Sequence[str | Path]) -> Plan:
         raise IngestError(CSV_NO_ROWS)
     label_column = find_column([c for c in table.columns if c != path_column], LABEL_COLUMNS)
     folder = Path(os.path.realpath(path.parent))
-    roots = [folder] + [Path(os.path.realpath(Path(root).expanduser())) for root in allowed_roots]
+    roots = {folder} | {Path(os.path.realpath(Path(root).expanduser())) for root in allowed_roots}
     paths = table[path_column].tolist()
     labels = table[label_column].tolist() if label_column is not None else [None] * len(paths)
     plan = Plan()

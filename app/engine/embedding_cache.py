@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import numpy.lib.format as npformat
 
+from app.core.atomic import atomic_path
+
 _GET_BLOCK = 16384  # rows widened to float32 at a time by `get`
 
 
@@ -140,12 +142,9 @@ class EmbeddingCache:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_suffix(".tmp.npy")
-    with open(tmp, "wb") as fh:
+    """Replace a `.npy` file whole (flushed to disk, then renamed into place; see `app.core.atomic`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _append_rows(path: Path, committed: int, rows: np.ndarray) -> bool:

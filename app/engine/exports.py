@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from app.core.atomic import atomic_path, atomic_write_text
+from app.core.csv_safety import safe_csv_text
+from app.core.filenames import UniqueNames
 from app.core.store import ProjectStore
 
 if TYPE_CHECKING:
     from app.engine.model_state import ModelState
 
-_UNSAFE = re.compile(r"[^\w.\- ]+")
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
 
 def labels_csv(store: ProjectStore, path: Path) -> Path:
-    """One row per labeled image: original file name, stored path, label."""
+    """One row per labeled image: original file name, stored path, label.
+
+    Text that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a carriage return) is
+    written with a leading ``'``; the provenance JSON keeps the exact text.
+    """
     labels = store.current_labels()
     rows = [
         {"image_id": img.id, "original_name": img.original_name, "path": str(store.root / img.path), "label": label}
@@ -35,32 +32,32 @@ def labels_csv(store: ProjectStore, path: Path) -> Path:
         if (label := labels.get(img.id)) is not None
     ]
     frame = pd.DataFrame(rows, columns=["image_id", "original_name", "path", "label"])
-    return _atomic_write_text(path, frame.to_csv(index=False))
+    return atomic_write_text(path, safe_csv_text(frame), newline="")
 
 
-def _safe_part(name: str) -> str:
-    cleaned = _UNSAFE.sub("_", name).strip(" .")
-    return cleaned or "unnamed"
+def _label_folders(labels: list[str]) -> dict[str, str]:
+    """A different folder name for every label, however long or alike the labels are."""
+    folders = UniqueNames()
+    return {label: folders.claim(label, tag="_" + hashlib.sha256(label.encode()).hexdigest()[:8]) for label in labels}
 
 
 def class_zip(store: ProjectStore, path: Path) -> Path:
-    """A zip with one folder per label holding the labeled images (original bytes, original names)."""
+    """A zip with one folder per label holding the labeled images (original bytes, original names).
+
+    Folder and file names are cleaned and shortened to fit every file system; labels that become alike get a
+    short hash of the label appended, files of one label with the same name get their image id appended.
+    """
     labels = store.current_labels()
-    tmp = path.with_name(path.name + ".tmp")
-    used: set[str] = set()
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    folders = _label_folders(sorted(set(labels.values())))
+    files = {folder: UniqueNames(keep_extension=True) for folder in folders.values()}
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for img in store.images():
             label = labels.get(img.id)
             if label is None:
                 continue
-            base = _safe_part(Path(img.original_name).name)
-            arc = f"{_safe_part(label)}/{base}"
-            if arc in used:  # the same file name under one label: keep both
-                stem, ext = os.path.splitext(base)
-                arc = f"{_safe_part(label)}/{stem}_{img.id}{ext}"
-            used.add(arc)
-            zf.write(store.root / img.path, arc)
-    os.replace(tmp, path)
+            folder = folders[label]
+            name = files[folder].claim(Path(img.original_name.replace("\\", "/")).name, tag=f"_{img.id}")
+            zf.write(store.root / img.path, f"{folder}/{name}")
     return path
 
 
@@ -111,7 +108,7 @@ def provenance(store: ProjectStore) -> dict[str, Any]:
 
 def provenance_json(store: ProjectStore, path: Path) -> Path:
     """`provenance(store)` written as JSON."""
-    return _atomic_write_text(path, json.dumps(provenance(store), indent=2, default=float))
+    return atomic_write_text(path, json.dumps(provenance(store), indent=2, default=float))
 
 
 def model_export(model: ModelState, kind: str, out_dir: Path) -> Path:
@@ -133,7 +130,7 @@ def model_export(model: ModelState, kind: str, out_dir: Path) -> Path:
         classifier, out_dir / "timm_model", backbone.arch, model.label_names, backbone.data_config
     )
     archive = out_dir / "timm_model.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w") as zf:
         for f in sorted(Path(folder).iterdir()):
             zf.write(f, f.name)
     return archive

@@ -118,7 +118,7 @@ def prepare_model(
         check.dropped = list(report["dropped_classifier"])
     if weights is not None and weights.format == "head_checkpoint":
         check.notes.append(
-            f"The head comes from `{weights.path.name}`; the backbone is {backbone.arch} ({spec.source})."
+            f"The head comes from '{weights.path.name}'; the backbone is {backbone.arch} ({spec.source})."
         )
     if weights is not None and weights.format == "torchscript":
         check.notes.append("TorchScript was allowed: its weights are kept as safetensors, the program is not kept.")

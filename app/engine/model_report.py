@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from app.core.markup import code, escape_inline, escape_markdown
+
 
 @dataclass
 class ModelCheck:
@@ -55,43 +57,57 @@ class ModelCheck:
         return asdict(self)
 
     def markdown(self) -> str:
-        """The report: what happened to the classifier, a list of facts, then the keys that did not match."""
-        weights = f"`{self.weights}` ({self.file_format})" if self.weights else _SOURCE_WEIGHTS.get(self.source, "—")
+        """The report: what happened to the classifier, a list of facts, then the keys that did not match.
+
+        Names from the person or the file (architecture, file and image names, labels, class names, tensor keys)
+        are escaped, so they show as text, never as Markdown or HTML.
+        """
+        lines = ["### Model check passed ✓", "", escape_inline(self.message), ""]
+        lines += [f"- **{k}:** {v}" for k, v in self._rows()]
+        for title, keys in (("Missing from the file", self.missing), ("Unexpected in the file", self.unexpected)):
+            if keys:
+                shown = ", ".join(code(k) for k in keys[:20])
+                shown += f" and {len(keys) - 20} more" if len(keys) > 20 else ""
+                lines += ["", f"**{title}** ({len(keys)}): {shown}"]
+        lines += [""] + [f"- {escape_inline(note)}" for note in self.notes]
+        return "\n".join(lines).strip()
+
+    def _rows(self) -> list[tuple[str, str]]:
+        """The facts of the report as (name, Markdown value) pairs."""
+        weights = (
+            f"{code(self.weights)} ({self.file_format})" if self.weights else _SOURCE_WEIGHTS.get(self.source, "—")
+        )
         params = f"{self.parameters:,} (backbone {self.backbone_parameters:,} + classifier "
         params += f"{self.parameters - self.backbone_parameters:,})"
+        labels = ", ".join(escape_markdown(label) for label in self.labels)
         rows = [
-            ("Architecture", f"`{self.arch}` ({_SOURCE_NAMES.get(self.source, self.source)})"),
+            ("Architecture", f"{code(self.arch)} ({_SOURCE_NAMES.get(self.source, self.source)})"),
             ("Weights", weights),
             ("Parameters", params),
             ("Input size", " × ".join(str(s) for s in self.input_size)),
             ("Features", f"{self.num_features} per image"),
             ("Classes in the model", "none" if self.file_classes is None else str(self.file_classes)),
-            ("Project labels", f"{len(self.labels)}: {', '.join(self.labels)}" if self.labels else "—"),
+            ("Project labels", f"{len(self.labels)}: {labels}" if self.labels else "—"),
             ("Classifier", _HEAD_NAMES[self.head]),
         ]
         if self.loaded is not None:
             matched = f"{self.loaded} of {self.expected} tensors loaded; {len(self.missing)} missing; "
             matched += f"{len(self.unexpected)} unexpected; 0 shape mismatches"
             if self.dropped:
-                matched += f"; classifier set aside: {', '.join(f'`{k}`' for k in self.dropped)}"
+                matched += f"; classifier set aside: {', '.join(code(k) for k in self.dropped)}"
             rows.append(("Weights matched", matched))
-        run = f"`{self.image}` → output {tuple(self.output_shape)} in {self.seconds:.2f} s"
-        rows.append(("Forward pass", run))
+        rows.append(("Forward pass", f"{code(self.image)} → output {tuple(self.output_shape)} in {self.seconds:.2f} s"))
         if self.top:
-            rows.append(("Model's guess", ", ".join(f"{name} {p:.1%}" for name, p in self.top)))
+            rows.append(("Model's guess", _guesses(self.top)))
         elif self.own_top:
-            rows.append(("Its own classes' guess", ", ".join(f"{name} {p:.1%}" for name, p in self.own_top)))
+            rows.append(("Its own classes' guess", _guesses(self.own_top)))
         if self.max_difference is not None:
             rows.append(("Head check", f"same logits as the full model (largest difference {self.max_difference:.1e})"))
-        lines = ["### Model check passed ✓", "", self.message, ""]
-        lines += [f"- **{k}:** {v}" for k, v in rows]
-        for title, keys in (("Missing from the file", self.missing), ("Unexpected in the file", self.unexpected)):
-            if keys:
-                shown = ", ".join(f"`{k}`" for k in keys[:20])
-                shown += f" and {len(keys) - 20} more" if len(keys) > 20 else ""
-                lines += ["", f"**{title}** ({len(keys)}): {shown}"]
-        lines += [""] + [f"- {note}" for note in self.notes]
-        return "\n".join(lines).strip()
+        return rows
+
+
+def _guesses(top: list[tuple[str, float]]) -> str:
+    return ", ".join(f"{escape_markdown(name)} {p:.1%}" for name, p in top)
 
 
 _HEAD_NAMES = {"kept": "kept, its guesses are shown", "replaced": "replaced by a new head", "new": "a new head"}

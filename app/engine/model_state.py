@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.atomic import atomic_path
 from app.core.errors import StoreError
 from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
@@ -186,18 +188,26 @@ class ModelState:
         tuned: LoadedBackbone | None = None,
         tuned_cache: EmbeddingCache | None = None,
     ) -> str:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_head_checkpoint(head, path)
+        """Save a checkpoint: the head, its JSON metadata and, in fine-tune mode, the tuned backbone's weights.
+
+        Every file is first written in full beside its final name; only then are they renamed into place, so a
+        kill or an error while writing leaves the previous checkpoint of that name complete and loadable.
+        """
         weights = path.with_name(path.stem + BACKBONE_SUFFIX)
         if tuned is not None:  # the head reads this backbone's features: keep its weights beside it
-            save_backbone_weights(tuned, weights)
             meta = {**meta, "finetuned_backbone": weights.name}
             if tuned_cache is not None:
                 meta["embeddings"] = tuned_cache.directory.name
-        else:
-            weights.unlink(missing_ok=True)
         info = {"label_names": list(label_names), "backbone": self.spec.key(), "created": time.time(), **meta}
-        self._meta_path(path).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        with contextlib.ExitStack() as staged:  # renamed in the reverse order: weights, head, then metadata
+            meta_tmp = staged.enter_context(atomic_path(self._meta_path(path)))
+            head_tmp = staged.enter_context(atomic_path(path))
+            if tuned is not None:
+                save_backbone_weights(tuned, staged.enter_context(atomic_path(weights)))
+            save_head_checkpoint(head, head_tmp)
+            meta_tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
+        if tuned is None:
+            weights.unlink(missing_ok=True)
         return str(path.relative_to(self.root))
 
     def save_round(

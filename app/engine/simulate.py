@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.atomic import atomic_path, atomic_write_text
 from app.core.errors import AppError
 from app.core.settings import ProjectSettings
 from app.core.splits import stratified_holdout
@@ -204,8 +205,7 @@ def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[
         }
     if cfg.out:
         out = Path(cfg.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        atomic_write_text(out, json.dumps(results, indent=2))
         plot_results(results, out.with_suffix(".png"))
     return results
 
@@ -241,5 +241,8 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)

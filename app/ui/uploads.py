@@ -2,7 +2,9 @@
 
 Browsers upload each file on its own (Gradio stores it as ``<upload dir>/<hash>/<name>``), so a CSV that lists
 images by name cannot find the images uploaded next to it. When a CSV comes with uploaded images, its rows that
-do not point at an existing file are matched to the uploaded files by file name, through a rewritten copy.
+do not point at an existing file are matched to the uploaded files by file name, through a rewritten copy. The
+upload folder holds every visitor's uploads, so only the matched files themselves are allowed to the CSV, never
+their folders.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.core.atomic import atomic_path
 from app.core.errors import IngestError
 from app.core.ingest import IngestReport
+from app.core.markup import code, escape_inline, escape_markdown
 from app.core.sources import PATH_COLUMNS, find_column, read_csv_table
 
 
@@ -23,7 +27,8 @@ class Sources:
 
     Attributes:
         paths: files and folders for `add_data`.
-        allowed_roots: folders CSV rows may point into besides each CSV's own folder.
+        allowed_roots: folders CSV rows may point into, and single files they may name, besides each CSV's own
+            folder.
         notes: sentences for the person about how the sources were read.
     """
 
@@ -82,7 +87,11 @@ def collect_sources(
 
 
 def _match_uploaded(csv_path: Path, uploaded: list[str], out: Sources) -> str:
-    """Point the CSV rows that name an uploaded image (by file name) at the uploaded copy."""
+    """Point the CSV rows that name an uploaded image (by file name) at the uploaded copy.
+
+    The matched files (not their folders) join `out.allowed_roots`: other rows still reach only the CSV's own
+    folder, not other uploads.
+    """
     try:
         table = read_csv_table(csv_path)
     except IngestError:
@@ -94,7 +103,7 @@ def _match_uploaded(csv_path: Path, uploaded: list[str], out: Sources) -> str:
     for path in uploaded:
         name = Path(path).name
         by_name[name] = None if name in by_name else path  # a name uploaded twice is ambiguous
-    matched = 0
+    matched: list[str] = []
     cells = []
     for cell in table[column].tolist():
         text = str(cell).strip()
@@ -102,31 +111,33 @@ def _match_uploaded(csv_path: Path, uploaded: list[str], out: Sources) -> str:
         exists = target is not None and (target if target.is_absolute() else csv_path.parent / target).exists()
         found = by_name.get(target.name) if target is not None and not exists else None
         if found:
-            matched += 1
-            cells.append(found)
-        else:
-            cells.append(cell)
+            matched.append(found)
+        cells.append(found or cell)
     if not matched:
         return str(csv_path)
     table[column] = cells
     rewritten = csv_path.with_name(f"{csv_path.stem}.matched.csv")
-    table.to_csv(rewritten, index=False)
-    out.allowed_roots += sorted({str(Path(p).resolve().parent.parent) for p in uploaded})
-    out.notes.append(f"{matched} row(s) of {csv_path.name} were matched to uploaded images by file name.")
+    with atomic_path(rewritten) as tmp:
+        table.to_csv(tmp, index=False)
+    out.allowed_roots += sorted({os.path.realpath(p) for p in matched})
+    out.notes.append(f"{len(matched)} row(s) of {csv_path.name} were matched to uploaded images by file name.")
     return str(rewritten)
 
 
 def report_markdown(report: IngestReport, notes: Sequence[str] = (), limit: int = 30) -> str:
-    """The ingestion report for the page: counts, then each rejected file with its reason."""
+    """The ingestion report for the page: counts, then each rejected file with its reason.
+
+    Labels, file names, notes and reasons are escaped: they show as text, never as Markdown or HTML.
+    """
     imported, duplicates, rejected = len(report.imported), len(report.duplicates), report.rejected
     head = [f"**Imported {imported:,}** · duplicates {duplicates:,} · rejected {len(rejected):,}"]
     if report.labeled:
         head.append(f"{report.labeled:,} image(s) came with a label.")
     if report.new_labels:
-        head.append("New labels: " + ", ".join(report.new_labels) + ".")
-    text = "  \n".join(head + list(notes))
+        head.append("New labels: " + ", ".join(escape_markdown(label) for label in report.new_labels) + ".")
+    text = "  \n".join(head + [escape_inline(note) for note in notes])
     if rejected:
-        items = [f"- `{_short(r.source)}`: {r.reason}" for r in rejected[:limit]]
+        items = [f"- {code(_short(r.source))}: {escape_inline(r.reason)}" for r in rejected[:limit]]
         if len(rejected) > limit:
             items.append(f"- … and {len(rejected) - limit:,} more.")
         text += "\n\n" + "\n".join(items)

@@ -103,12 +103,11 @@ def display_path(session: ActiveLearningSession, image_id: int) -> str:
         return str(path)
     preview = session.store.root / "images" / "previews" / f"{path.stem}.png"
     if not preview.exists():
+        from app.core.atomic import atomic_path
         from app.core.images import load_rgb
 
-        preview.parent.mkdir(parents=True, exist_ok=True)
-        tmp = preview.with_suffix(".part.png")
-        load_rgb(path).save(tmp, format="PNG")
-        tmp.replace(preview)
+        with atomic_path(preview) as tmp:
+            load_rgb(path).save(tmp, format="PNG")
     return str(preview)
 
 
