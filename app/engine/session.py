@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import threading
@@ -18,11 +17,12 @@ from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
 from app.core.metrics import classification_metrics
 from app.core.settings import ProjectSettings
 from app.core.splits import validation_mask
-from app.core.store import Annotation, BatchItem, ProjectStore
+from app.core.store import Annotation, BatchItem, ImageRow, ProjectStore, RoundRow
 from app.core.strategies import select_batch
 from app.engine import finetuning
 from app.engine.evaluation import cross_validated_metrics
 from app.engine.jobs import JobRunner, JobStatus
+from app.engine.labeling import Labeling
 from app.engine.loop import StepResult, train_score_select
 from app.engine.model_state import ModelState
 
@@ -62,6 +62,13 @@ class ActiveLearningSession:
         self._round_lock = threading.Lock()
         self._batch_lock = threading.Lock()
         self._extension_cache: tuple[tuple, list[tuple[int, str, float | None]]] | None = None
+        self.labeling = Labeling(
+            store,
+            extension=self._extension,
+            labels_changed=self.maybe_start_round,
+            learn_now=self.start_round,
+            lock=self._batch_lock,
+        )
 
     # ----------------------------------------------------------------- projects
     @classmethod
@@ -147,46 +154,17 @@ class ActiveLearningSession:
         return self.store.batch()
 
     def next_item(self, client_id: str) -> BatchItem | None:
-        """Claim the next image for `client_id` (each client gets different images of the batch).
-
-        When the batch is used up and the model is still training, the batch grows with images picked by the
-        previous model, so labeling never waits for training. Returns None when no unlabeled image is left.
-        """
-        item = self.store.claim_next(client_id)
-        if item is not None:
-            return item
-        with self._batch_lock:
-            item = self.store.claim_next(client_id)
-            if item is None:
-                extended = self._extend_batch()
-                self._learn_from_used_up_batch()  # after the extension: training competes for the CPU
-                if extended:
-                    item = self.store.claim_next(client_id)
-        return item
-
-    def _learn_from_used_up_batch(self) -> None:
-        """This client used up the batch while other clients still hold some of its images (or left them behind
-        in a closed tab): train on what is labeled now rather than wait for them, so the batch extension is
-        picked by a model instead of at random."""
-        if any(b.status == "labeled" for b in self.store.batch()):
-            self.start_round()
+        """Claim the next image for `client_id`; see `Labeling.next_item`."""
+        return self.labeling.next_item(client_id)
 
     def _pool_ids(self) -> list[int]:
         labeled = self.store.current_labels()
         in_batch = {b.image_id for b in self.store.batch()}
         return [i for i in self.store.image_ids() if i not in labeled and i not in in_batch]
 
-    def _extend_batch(self) -> bool:
-        """Append up to one batch of pool images picked by the current model (or at random without one)."""
-        items = self._extension()
-        if not items:
-            return False
-        self.store.extend_batch(items)
-        return True
-
     def peek_extension(self) -> list[int]:
-        """The images the batch would grow by if it were used up now, in order (the page fetches them ahead)."""
-        return [image_id for image_id, _, _ in self._extension()]
+        """The images the batch would grow by if it were used up now; see `Labeling.peek_extension`."""
+        return self.labeling.peek_extension()
 
     def _extension(self) -> list[tuple[int, str, float | None]]:
         """The `(image_id, strategy, score)` picks of a batch extension; kept while the pool and model stay the
@@ -229,28 +207,57 @@ class ActiveLearningSession:
 
     # --------------------------------------------------------------- annotation
     def label(self, image_id: int, label: str, *, annotator: str = "user", seconds: float | None = None) -> int:
-        """Record a label (or a new label for an already labeled image); may start a round in the background."""
-        item = next((b for b in self.store.batch() if b.image_id == image_id), None)
-        ann_id = self.store.add_annotation(
-            image_id,
-            label,
-            annotator=annotator,
-            round=self.store.current_round(),
-            strategy=item.strategy if item else None,
-            score=item.score if item else None,
-            seconds=seconds,
-        )
-        self.maybe_start_round()
-        return ann_id
+        """Record a label; may start a round in the background. See `Labeling.label`."""
+        return self.labeling.label(image_id, label, annotator=annotator, seconds=seconds)
 
     def skip(self, image_id: int) -> None:
         """Leave an image unlabeled; it is not offered again in this batch."""
-        self.store.set_batch_status(image_id, "skipped")
-        self.maybe_start_round()
+        self.labeling.skip(image_id)
 
     def undo(self, annotator: str | None = None) -> Annotation | None:
         """Take back the newest label (of `annotator`); the image goes back into the batch."""
-        return self.store.undo_last(annotator)
+        return self.labeling.undo(annotator)
+
+    # --------------------------------------------------------------- reads for the page
+    @property
+    def images_dir(self) -> Path:
+        """The folder of the project's images (content-addressed copies, never modified): all the page may show."""
+        return self.store.root / IMAGES_DIR
+
+    def image(self, image_id: int) -> ImageRow:
+        """One image's record (file name, size, where it came from)."""
+        return self.store.get_image(image_id)
+
+    def image_path(self, image_id: int) -> Path:
+        """Where one image's file is."""
+        return self.store.image_path(image_id)
+
+    def image_files(self, count: int) -> list[tuple[Path, str]]:
+        """The first `count` images as (file, original name)."""
+        return [(self.store.root / row.path, row.original_name) for row in self.store.images()[:count]]
+
+    def label_of(self, image_id: int) -> str | None:
+        """The current label of an image, or None."""
+        return self.store.label_of(image_id)
+
+    def count_images(self) -> int:
+        return self.store.count_images()
+
+    def label_counts(self) -> dict[str, int]:
+        """Images per label, in label order."""
+        return self.store.label_counts()
+
+    def rounds(self) -> list[RoundRow]:
+        """Every recorded round, oldest first."""
+        return self.store.rounds()
+
+    def latest_round(self) -> RoundRow | None:
+        """The newest recorded round (one row: cheap enough for a status poll)."""
+        return self.store.latest_round()
+
+    def current_round(self) -> int:
+        """Number of rounds recorded so far."""
+        return self.store.current_round()
 
     def predictions(self, image_id: int) -> dict[str, float] | None:
         """The current model's probability per label for one image, or None before the first model."""
@@ -496,18 +503,3 @@ class ActiveLearningSession:
         root = self.store.root
         self.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def summarise_metrics(metrics: dict[str, Any]) -> str:
-    """A one-line account of a round for status lines and logs."""
-    if "accuracy" not in metrics:
-        return f"{metrics.get('labeled', 0)} labeled. {metrics.get('note', '')}".strip()
-    return (
-        f"{metrics['labeled']} labeled, accuracy {metrics['accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.2f} "
-        f"({metrics.get('validation', 'held-out labels')})."
-    )
-
-
-def dumps(obj: Any) -> str:
-    """JSON for metrics and reports."""
-    return json.dumps(obj, indent=2, default=float)

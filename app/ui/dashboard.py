@@ -49,7 +49,7 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
     """The dashboard of a project (an empty one without a project)."""
     if session is None:
         return empty()
-    rounds = session.store.rounds()
+    rounds = session.rounds()
     curve_rows, history_rows = [], []
     for r in rounds:
         acc, f1 = r.metrics.get("accuracy"), r.metrics.get("macro_f1")
@@ -67,7 +67,7 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
                 "seconds": round(float(r.seconds), 2),
             }
         )
-    counts = session.store.label_counts()
+    counts = session.label_counts()
     measured = [r for r in rounds if r.metrics.get("confusion") or "top_confusions" in r.metrics]
     confusion = mistakes_html(measured[-1].metrics) if measured else _note(_why_no_confusion(rounds))
     progress = session.progress()

@@ -65,7 +65,7 @@ def poll_updates(result: PollResult) -> tuple[Any, ...]:
 def _uploads_box(h: Handlers, project: str | None) -> Any:
     """Open the Add images section when the project has no images yet."""
     session = h.maybe_session(project)
-    return gr.skip() if session is None or session.store.count_images() else gr.update(open=True)
+    return gr.skip() if session is None or session.count_images() else gr.update(open=True)
 
 
 def dashboard_updates(h: Handlers, project: str | None) -> tuple[Any, ...]:

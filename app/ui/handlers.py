@@ -19,7 +19,6 @@ import gradio as gr
 from app.core import tokens
 from app.core.errors import AppError
 from app.core.settings import ProjectSettings, default_settings
-from app.core.store import BatchItem
 from app.core.strategies import DEFAULT_STRATEGY
 from app.engine.session import ROUND_JOB, ActiveLearningSession
 from app.ui import registry
@@ -188,7 +187,7 @@ class Handlers(ModelHandlers):
         session = registry.get(self.projects_dir, name)
         if registry.first_visit(self.projects_dir, session.name):
             # Claims in the store come from tabs of an earlier run: resume at the batch's first open image.
-            session.store.claim_next(client, stale_after=0.0)
+            session.labeling.resume(client)
         self.prepare(session)
         return session.name, self.next_view(session, client)
 
@@ -326,7 +325,7 @@ class Handlers(ModelHandlers):
         """Previous / Next inside the batch (images another tab is labeling are passed over)."""
         session = self.session(project)
         batch = session.batch()
-        visible = [b for b in batch if _visible(b, client)]
+        visible = session.labeling.browsable(batch, client)
         image_id = (cursor or {}).get("image_id")
         pos = next((i for i, b in enumerate(visible) if b.image_id == image_id), None)
         if pos is None:  # nothing on screen, or an image from an earlier batch
@@ -369,7 +368,7 @@ class Handlers(ModelHandlers):
         result = PollResult(status=status_html(session), key=key)
         if session is None or key == (last_key or ""):
             return result
-        result.round = session.store.current_round()
+        result.round = session.current_round()
         status = session.round_status()
         if status is not None and status.state == "failed" and last_key is not None:
             gr.Warning(status.error or "The last round failed.")
@@ -385,8 +384,3 @@ class Handlers(ModelHandlers):
         except AppError as exc:
             log.warning("Poll could not refresh the view: %s", exc)
         return result
-
-
-def _visible(item: BatchItem, client: str) -> bool:
-    """Batch items this tab may browse: done ones, its own, and unclaimed ones."""
-    return item.status != "pending" or item.claimed_by in (None, client)

@@ -89,8 +89,7 @@ class ModelHandlers:
         session = self.maybe_session(project)
         if session is None:
             return []
-        rows = session.store.images()[:count]
-        return [(str(session.store.root / row.path), row.original_name) for row in rows]
+        return [(str(path), name) for path, name in session.image_files(count)]
 
     @friendly
     def import_model(

@@ -26,7 +26,7 @@ def _key(projects_dir: str | Path, name: str) -> tuple[str, str]:
 
 def _serve_images_directly(session: ActiveLearningSession) -> None:
     """Let Gradio serve the project's (content-addressed, never modified) images without copying them."""
-    images = session.store.root / "images"
+    images = session.images_dir
     images.mkdir(parents=True, exist_ok=True)
     key = str(images.resolve())
     if key not in _static_dirs:
@@ -65,11 +65,6 @@ def first_visit(projects_dir: str | Path, name: str) -> bool:
             _unvisited.discard(key)
             return True
     return False
-
-
-def is_open(projects_dir: str | Path, name: str) -> bool:
-    with _lock:
-        return _key(projects_dir, name) in _sessions
 
 
 def close_all(projects_dir: str | Path | None = None) -> None:

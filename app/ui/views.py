@@ -98,10 +98,10 @@ class LabelView:
 
 def display_path(session: ActiveLearningSession, image_id: int) -> str:
     """The file to show: the original when browsers can display it, else a cached PNG preview."""
-    path = session.store.image_path(image_id)
+    path = session.image_path(image_id)
     if path.suffix.lower() in BROWSER_FORMATS:
         return str(path)
-    preview = session.store.root / "images" / "previews" / f"{path.stem}.png"
+    preview = session.images_dir / "previews" / f"{path.stem}.png"
     if not preview.exists():
         from app.core.atomic import atomic_path
         from app.core.images import load_rgb
@@ -141,9 +141,9 @@ def image_view(
         client: the tab's client id; the images it will probably get next are listed in `LabelView.upcoming`.
     """
     batch = session.batch() if batch is None else batch
-    row = session.store.get_image(image_id)
+    row = session.image(image_id)
     item = next((b for b in batch if b.image_id == image_id), None)
-    current = session.store.label_of(image_id)
+    current = session.label_of(image_id)
     status = f" · labeled **{html.escape(current)}**" if current else ""
     return LabelView(
         image_id=image_id,
@@ -162,26 +162,16 @@ def image_view(
 def upcoming(
     session: ActiveLearningSession, batch: list[BatchItem], image_id: int, client: str | None
 ) -> list[Upcoming]:
-    """Up to `PREFETCH` images this client will probably get next, in the order it gets them: its own claimed
-    images of the batch, unclaimed ones by position, then the batch's extension once it is about to be used up
-    (see `ActiveLearningSession.next_item`). The first is reserved for this client when it holds no other, so two
-    tabs are never shown the same next image. Files are never converted here."""
+    """Up to `PREFETCH` images this client will probably get next (see `Labeling.upcoming`), up to the first one a
+    browser cannot show as it is: files are never converted here."""
     if client is None:
         return []
-    mine = [b.image_id for b in batch if b.status == "pending" and b.image_id != image_id and b.claimed_by == client]
-    free = [b.image_id for b in batch if b.status == "pending" and b.image_id != image_id and b.claimed_by is None]
-    if not mine:  # reserve this tab's next image, so another tab is not shown it ahead as well
-        while free and not session.store.reserve(free[0], client):
-            free.pop(0)
-    order = mine + free
-    if len(order) < PREFETCH and not any(b.status == "pending" and b.claimed_by not in (None, client) for b in batch):
-        order += [i for i in session.peek_extension() if i != image_id]  # the batch is about to be used up
     out = []
-    for i in order[:PREFETCH]:
-        path = session.store.image_path(i)
+    for i in session.labeling.upcoming(batch, image_id, client, PREFETCH):
+        path = session.image_path(i)
         if path.suffix.lower() not in BROWSER_FORMATS:
             break  # its preview is made when it is shown; the page waits for the server from here on
-        row = session.store.get_image(i)
+        row = session.image(i)
         out.append(Upcoming(i, str(path), row.original_name, max(row.width, row.height) < SMALL_SIDE))
     return out
 
@@ -196,7 +186,7 @@ def message_view(session: ActiveLearningSession | None, message: str) -> LabelVi
 def waiting_message(session: ActiveLearningSession) -> str:
     """Why there is no image to label right now."""
     status = session.round_status()
-    if session.store.count_images() == 0:
+    if session.count_images() == 0:
         return "Add images (left column, **Add images**) to start labeling."
     if status is not None and status.state == RUNNING:
         return "Preparing the next images to label… they appear here by themselves."
@@ -217,9 +207,9 @@ def status_html(session: ActiveLearningSession | None) -> str:
         return _status("running", f"Learning: {status.message}", status.progress)
     if status is not None and status.state == FAILED:
         return _status("failed", f"The last round failed: {status.error}", None)
-    last = session.store.latest_round()
+    last = session.latest_round()
     if last is None:
-        if session.store.count_images() == 0:
+        if session.count_images() == 0:
             return _status("idle", "No images yet.", None)
         if session.model.has_model():  # an imported model's own classifier
             return _status("ready", "Imported model ready: its guesses show until the first round.", None)
@@ -243,4 +233,4 @@ def job_key(session: ActiveLearningSession | None) -> str:
         return ""
     status = session.round_status()
     job = "" if status is None else f"{status.id}:{status.state}"
-    return f"{job}|{session.store.current_round()}"
+    return f"{job}|{session.current_round()}"
