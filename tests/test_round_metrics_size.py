@@ -36,6 +36,11 @@ def fake_session(store: ProjectStore) -> SimpleNamespace:
     progress = {"labeled": 300, "total": 1000, "round": store.current_round(), "batch_done": 0, "batch_size": 0}
     return SimpleNamespace(
         store=store,
+        rounds=lambda: store.rounds(),
+        latest_round=lambda: store.latest_round(),
+        current_round=store.current_round,
+        count_images=store.count_images,
+        label_counts=store.label_counts,
         round_status=lambda: None,
         model=SimpleNamespace(has_model=lambda: False),
         progress=lambda: progress,
