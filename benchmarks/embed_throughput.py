@@ -44,6 +44,7 @@ from app.core.images import load_rgb  # noqa: E402
 from lit_models.backbones import BackboneSpec, eval_transform, load_backbone  # noqa: E402
 from lit_models.decode import decode_uint8  # noqa: E402
 from lit_models.embed import _reusable_heap, embed_paths, uint8_transform  # noqa: E402
+from lit_models.trainer import CPU  # noqa: E402
 
 
 def write_images(folder: Path, kind: str, n: int) -> list[Path]:
@@ -106,7 +107,7 @@ def _decode_transform(decode, transform, path: Path) -> None:
 def pipeline(backbone, paths: list[Path], batch_size: int, workers: int) -> float:
     """Images per second of `embed_paths` over the files."""
     start = time.perf_counter()
-    out = embed_paths(backbone, paths, batch_size=batch_size, num_workers=workers, accelerator="cpu")
+    out = embed_paths(backbone, paths, batch_size=batch_size, num_workers=workers, compute=CPU)
     seconds = time.perf_counter() - start
     assert out.shape == (len(paths), backbone.num_features)
     return len(paths) / seconds

@@ -1,10 +1,10 @@
 """Label efficiency on scikit-learn's digits with the bundled backbone, against random and a peer library.
 
-Runs the app's simulation loop (`app.engine.simulate.run_curve`: `train_score_select`, the path of every labeling
-round) for each strategy and seed on shared embeddings, and, on the same embeddings, budgets and initial labels,
-scikit-activeml's `UncertaintySampling` (margin) with its own `SklearnClassifier(LogisticRegression)`. Reports
-the mean test accuracy per budget, the labels each strategy needs to reach random's accuracy at the full budget
-(linear interpolation of the mean curve), and its worst gap below random at any budget >= 40.
+Runs the app's simulation loop (`app.engine.simulate.run_curve`: `rounds.run` with the head learner, the path of
+every labeling round) for each strategy and seed on shared embeddings, and, on the same embeddings, budgets and
+initial labels, scikit-activeml's `UncertaintySampling` (margin) with its own `SklearnClassifier(LogisticRegression)`.
+Reports the mean test accuracy per budget, the labels each strategy needs to reach random's accuracy at the full
+budget (linear interpolation of the mean curve), and its worst gap below random at any budget >= 40.
 
     python -m benchmarks.label_efficiency --work-dir /tmp/sim/work            # 5 seeds, the default strategies
     python -m benchmarks.label_efficiency --strategies random,margin --seeds 2 --no-peer
@@ -198,7 +198,7 @@ def labels_to_reach(labels: list[int], acc: np.ndarray, target: float) -> float 
     return None
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help="keeps images and embeddings for reuse")
     parser.add_argument("--data", help="class-folder dataset (default: scikit-learn's digits in the work dir)")
@@ -225,51 +225,45 @@ def main() -> None:
     )
     parser.add_argument("--weight-decay", type=float, help="the head's L2 penalty (default: train_head's, 1e-3)")
     parser.add_argument("--out", help="write the results as JSON here")
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    import lit_models.train
+    return parser.parse_args()
 
-    if args.raw_head:
-        lit_models.train.train_head.__kwdefaults__["standardize"] = False
-    if args.weight_decay is not None:
-        lit_models.train.train_head.__kwdefaults__["weight_decay"] = args.weight_decay
-    work = Path(args.work_dir)
-    data = args.data or str(digits_folder(work))
-    names = list(dict.fromkeys(s.strip() for s in args.strategies.split(",") if s.strip()))
-    base = sorted({n.removesuffix("+cold") for n in names})
-    cfg = SimulationConfig(data=data, strategies=base, work_dir=str(work), image_size=args.image_size)
-    cfg.check()
-    x, y, x_test, y_test, classes = load_embeddings(cfg, log=lambda m: None)
-    x, y = near_duplicates(x, y, args.duplicates)
-    load = os.getloadavg()[0]
-    print(f"{len(y)} pool, {len(y_test)} test images, {x.shape[1]}-d, {len(classes)} classes; load {load:.2f}")
 
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, y, x_test, y_test
+
+
+def run_all(
+    args: argparse.Namespace, names: list[str], data: Arrays, num_classes: int
+) -> tuple[list[int], dict[str, np.ndarray], dict[str, float]]:
+    """Every curve (the app's strategies, the candidates, the peer): (label counts, accuracy per seed, s/round)."""
+    x, y, x_test, y_test = data
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     curves: dict[str, np.ndarray] = {}
     secs: dict[str, float] = {}
     labels: list[int] = []
+    common = {"batch": args.batch, "budget": args.budget}
+
+    def keep(name: str, runs: list, acc: int = 1, sec: int = 2) -> None:
+        curves[name] = np.array([r[acc] for r in runs])
+        secs[name] = float(np.mean([s for r in runs for s in r[sec]]))
+
     for name in names:
         strategy, cold = name.removesuffix("+cold"), name.endswith("+cold")
-        runs = []
-        for seed in seeds:
-            init = initial_rows(x, args.initial, seed, cold_start=cold)
-            runs.append(
-                run_curve(
-                    x,
-                    y,
-                    x_test,
-                    y_test,
-                    num_classes=len(classes),
-                    strategy=strategy,
-                    initial_rows=init,
-                    batch=args.batch,
-                    budget=args.budget,
-                    seed=seed,
-                )  # fmt: skip
-            )
+        runs = [
+            run_curve(
+                x,
+                y,
+                x_test,
+                y_test,
+                num_classes=num_classes,
+                strategy=strategy,
+                initial_rows=initial_rows(x, args.initial, seed, cold_start=cold),
+                seed=seed,
+                **common,
+            )  # fmt: skip
+            for seed in seeds
+        ]
         labels = runs[0][0]
-        curves[name] = np.array([r[1] for r in runs])
-        secs[name] = float(np.mean([s for r in runs for s in r[2]]))
+        keep(name, runs)
         print(f"  {name}: " + " ".join(f"{a:.3f}" for a in curves[name].mean(axis=0)), flush=True)
     for name in (c.strip() for c in args.candidates.split(",") if c.strip()):
         runs = [
@@ -280,15 +274,13 @@ def main() -> None:
                 x_test,
                 y_test,
                 initial=initial_rows(x, args.initial, seed),
-                batch=args.batch,
-                budget=args.budget,
                 seed=seed,
-                num_classes=len(classes),
+                num_classes=num_classes,
+                **common,
             )  # fmt: skip
             for seed in seeds
         ]
-        curves[name] = np.array([r[1] for r in runs])
-        secs[name] = float(np.mean([s for r in runs for s in r[2]]))
+        keep(name, runs)
         print(f"  {name}: " + " ".join(f"{a:.3f}" for a in curves[name].mean(axis=0)), flush=True)
     if not args.no_peer:
         runs = [
@@ -298,22 +290,26 @@ def main() -> None:
                 x_test,
                 y_test,
                 initial=initial_rows(x, args.initial, seed),
-                batch=args.batch,
-                budget=args.budget,
                 seed=seed,
-                num_classes=len(classes),
+                num_classes=num_classes,
+                **common,
             )  # fmt: skip
             for seed in seeds
         ]
-        curves[PEER] = np.array([r[1] for r in runs])
-        curves[PEER + "+app_head"] = np.array([r[2] for r in runs])
-        secs[PEER] = secs[PEER + "+app_head"] = float(np.mean([s for r in runs for s in r[3]]))
+        keep(PEER, runs, sec=3)
+        keep(PEER + "+app_head", runs, acc=2, sec=3)
         print(f"  {PEER}: " + " ".join(f"{a:.3f}" for a in curves[PEER].mean(axis=0)), flush=True)
+    return labels, curves, secs
 
+
+def summarise(
+    labels: list[int], curves: dict[str, np.ndarray], secs: dict[str, float], seeds: int
+) -> tuple[float | None, dict[str, dict]]:
+    """Print the table; returns random's accuracy at the budget and the summary per curve."""
     random_curve = curves["random"].mean(axis=0) if "random" in curves else None
     target = None if random_curve is None else float(random_curve[-1])
     head = f"{'labels':>26} " + " ".join(f"{n:>6}" for n in labels)
-    print("\nmean test accuracy over", args.seeds, "seeds")
+    print("\nmean test accuracy over", seeds, "seeds")
     print(head + f" {'s/round':>8} {'to reach':>9} {'ratio':>6} {'worst vs random >=40':>21}")
     summary = {}
     for name, c in curves.items():
@@ -336,8 +332,34 @@ def main() -> None:
         print(f"{name:>26} {cells} {secs[name]:>8.2f} {reach_s:>9} {ratio_s:>6} {worst_s:>21}")
     if target is not None:
         print(f"random at {labels[-1]} labels: {target:.3f}")
+    return target, summary
+
+
+def main() -> None:
+    args = parse_args()
+    warnings.filterwarnings("ignore")
+    import lit_models.train
+
+    if args.raw_head:
+        lit_models.train.train_head.__kwdefaults__["standardize"] = False
+    if args.weight_decay is not None:
+        lit_models.train.train_head.__kwdefaults__["weight_decay"] = args.weight_decay
+    work = Path(args.work_dir)
+    data = args.data or str(digits_folder(work))
+    names = list(dict.fromkeys(s.strip() for s in args.strategies.split(",") if s.strip()))
+    base = sorted({n.removesuffix("+cold") for n in names})
+    cfg = SimulationConfig(data=data, strategies=base, work_dir=str(work), image_size=args.image_size)
+    cfg.check()
+    x, y, x_test, y_test, classes = load_embeddings(cfg, log=lambda m: None)
+    x, y = near_duplicates(x, y, args.duplicates)
+    load = os.getloadavg()[0]
+    print(f"{len(y)} pool, {len(y_test)} test images, {x.shape[1]}-d, {len(classes)} classes; load {load:.2f}")
+
+    labels, curves, secs = run_all(args, names, (x, y, x_test, y_test), len(classes))
+    target, summary = summarise(labels, curves, secs, args.seeds)
     if args.out:
-        out = {"labels": labels, "seeds": list(seeds), "random_at_budget": target, "strategies": summary}
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        out = {"labels": labels, "seeds": seeds, "random_at_budget": target, "strategies": summary}
         Path(args.out).write_text(json.dumps(out, indent=2), encoding="utf-8")
 
 

@@ -5,7 +5,7 @@ Each phase runs in its own child process, so its peak resident memory (``ru_maxr
 - ``fill``: the embedding cache receives 100k synthetic 1280-d vectors in chunks of 2,048 (as
   `ActiveLearningSession.ensure_embeddings` stores them); reports the time per chunk and the file size.
 - ``round``: the session's path of a labeling round: every vector read from the cache, then
-  `train_score_select` with each strategy (and the cold start), 300 labeled images.
+  `rounds.run` (head learner, score, select) with each strategy (and the cold start), 300 labeled images.
 
 Peak memory is reported above the process's resident memory right after importing numpy, torch and Lightning
 (the "baseline": what any process of the app pays before it loads a backbone or touches embeddings).
@@ -81,7 +81,8 @@ def fill(directory: Path, pool: int, dim: int) -> dict:
 
 
 def round_phase(directory: Path, pool: int, labeled: int, strategies: list[str]) -> dict:
-    from app.engine.loop import train_score_select
+    from app.engine.learners import HeadLearner
+    from app.engine.rounds import RoundData, run
 
     base = rss_mb()
     cache = EmbeddingCache(directory)
@@ -100,10 +101,11 @@ def round_phase(directory: Path, pool: int, labeled: int, strategies: list[str])
         is_lab = np.zeros(len(x), dtype=bool)
         is_lab[lab] = True
         pool_rows = np.flatnonzero(~is_lab)
+        data = RoundData.from_arrays(x, lab, y[lab], num_classes=20, seed=0, pool_rows=pool_rows)
         t = time.perf_counter()
-        train_score_select(
-            x[lab], y[lab], x, pool_rows, lab, num_classes=20,
-            strategy=DEFAULT_STRATEGY if strategy == COLD_START else strategy, k=20, seed=0,
+        run(
+            data, HeadLearner() if n_lab else None, strategy=DEFAULT_STRATEGY if strategy == COLD_START else strategy,
+            k=20,
         )  # fmt: skip
         seconds[strategy] = round(time.perf_counter() - t, 3)
     return {

@@ -1,8 +1,8 @@
 """Round latency on cached embeddings: train the head, score the pool, select the batch (the product's path).
 
 Synthetic 1280-d embeddings (Gaussian clusters, one per class, float16 like the cache) for pools of 1k, 10k and
-100k images and a labeled set of a few hundred; every strategy runs `app.engine.loop.train_score_select`, the
-function behind each labeling round, a few times, and the median is reported with its train / score+select split.
+100k images and a labeled set of a few hundred; every strategy runs `app.engine.rounds.run` with the head learner,
+the round behind each labeling round, a few times, and the median is reported with its train / score+select split.
 
     python -m benchmarks.round_latency                      # pools 1000,10000,100000, 3 repeats
     python -m benchmarks.round_latency --pools 1000 --repeats 1 --strategies margin,margin_diverse
@@ -25,7 +25,8 @@ import numpy as np
 
 import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 from app.core.strategies import COLD_START, DEFAULT_STRATEGY, STRATEGIES
-from app.engine.loop import train_score_select
+from app.engine.learners import HeadLearner
+from app.engine.rounds import RoundData, run
 
 UNCERTAINTY = ("random", "least_confidence", "margin", "entropy")
 NOISE = 2.5
@@ -58,7 +59,7 @@ def synthetic_embeddings(n: int, *, dim: int = 1280, classes: int = 20, seed: in
 def time_round(
     x: np.ndarray, y: np.ndarray, *, labeled: int, strategy: str, k: int, seed: int
 ) -> tuple[float, float, str]:
-    """One train_score_select call; returns (total seconds, training seconds, strategy that ran)."""
+    """One round (`rounds.run`: train, score, select); returns (total seconds, training seconds, strategy that ran)."""
     rng = np.random.default_rng(seed)
     if strategy == COLD_START:  # the first batch of a project: nothing labeled, no model
         labeled, strategy = 0, DEFAULT_STRATEGY
@@ -66,13 +67,12 @@ def time_round(
     is_lab = np.zeros(len(x), dtype=bool)
     is_lab[lab] = True
     pool = np.flatnonzero(~is_lab)
+    data = RoundData.from_arrays(x, lab, y[lab], num_classes=int(y.max()) + 1, seed=seed, pool_rows=pool)
     start = time.perf_counter()
-    step = train_score_select(
-        x[lab], y[lab], x, pool, lab, num_classes=int(y.max()) + 1, strategy=strategy, k=k, seed=seed
-    )
+    result = run(data, HeadLearner() if labeled else None, strategy=strategy, k=k)
     total = time.perf_counter() - start
-    assert len(step.selection.indices) == k
-    return total, step.train_seconds, step.selection.strategy
+    assert len(result.selection.indices) == k
+    return total, result.train_seconds, result.selection.strategy
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from app.core.errors import BackboneError, ModelFileError
-from lit_models.model_files import WeightsFile, linear_classifier, match_keys, read_weights
+from lit_models.model_files import WeightsFile, read_weights
+from lit_models.state_dicts import linear_classifier, match_keys
 
 BUNDLED_ARCH = "tf_efficientnet_lite0"
 SOURCES = ("bundled", "hub", "file", "random")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
 
-ProgressFn = Callable[[float, str], None]
+from app.core.progress import ProgressFn
 
 
 class Cancelled(Exception):

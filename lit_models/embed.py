@@ -4,7 +4,7 @@ Fast path: each image is decoded, resized and cropped to ``uint8`` (cheap, and 4
 processes); scaling and normalization run once per batch inside :class:`EmbeddingExtractor`. The result equals
 timm's float evaluation transform followed by the model, to float rounding.
 
-Scale-out: with ``devices`` > 1 or ``num_nodes`` > 1 the images are split across processes by Lightning's
+Scale-out: with several processes (``Compute`` devices x nodes) the images are split across them by Lightning's
 strategy (``"ddp_spawn"`` from a running program such as the app or a test; ``"ddp"`` under a launcher such as
 torchrun or SLURM). Each process writes its (index, vector) pairs to files in a shared directory through a
 ``BasePredictionWriter``; the caller gets every vector back in the order of ``paths``.
@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from app.core.images import load_rgb
+from app.core.progress import ProgressFn
 from lit_models.backbones import LoadedBackbone, eval_transform
-from lit_models.callbacks import ProgressFn
 from lit_models.data import ImagePathDataset, image_dataloader
 from lit_models.decode import decode_uint8
 from lit_models.modules import EmbeddingExtractor
-from lit_models.trainer import quiet_trainer
+from lit_models.trainer import Compute, quiet_trainer
 
 
 def embed_paths(
@@ -47,10 +48,7 @@ def embed_paths(
     num_workers: int = 0,
     progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
-    accelerator: str = "auto",
-    devices: int = 1,
-    num_nodes: int = 1,
-    strategy: str = "auto",
+    compute: Compute = Compute(),
     shared_dir: str | Path | None = None,
 ) -> np.ndarray:
     """Pooled backbone features of image files, in the order given.
@@ -65,11 +63,8 @@ def embed_paths(
             processes it is called at the start and the end).
         stop_event: set it from another thread to stop; the call then raises ``callbacks.Cancelled`` (single
             process only).
-        accelerator: Lightning accelerator; ``"auto"`` uses a GPU when present, ``"cpu"`` forces the CPU.
-        devices: processes (GPUs, or CPU processes with ``accelerator="cpu"``) per node.
-        num_nodes: machines; more than one needs a cluster launcher (torchrun, SLURM) and a ``shared_dir``.
-        strategy: Lightning strategy when ``devices * num_nodes > 1``: ``"ddp_spawn"`` inside a running program,
-            ``"ddp"`` under a launcher; ``"auto"`` picks ``"ddp_spawn"`` for several devices on one node.
+        compute: accelerator, processes and precision (32-bit unless it says otherwise). Over several processes,
+            strategy ``"auto"`` picks ``"ddp_spawn"`` on one machine; several machines need a ``shared_dir``.
         shared_dir: directory every process can write to (default: a temporary one, fine on one machine).
 
     Returns:
@@ -83,20 +78,17 @@ def embed_paths(
     device = next(backbone.model.parameters()).device
     try:
         with _reusable_heap():
-            if devices * num_nodes > 1:
+            if compute.distributed:
                 return _embed_distributed(
                     extractor, paths, transform, backbone.num_features, batch_size=batch_size,
-                    num_workers=num_workers, progress=progress, accelerator=accelerator, devices=devices,
-                    num_nodes=num_nodes, strategy=strategy, shared_dir=shared_dir,
+                    num_workers=num_workers, progress=progress, compute=compute, shared_dir=shared_dir,
                 )  # fmt: skip
             loader: Any = image_dataloader(
                 paths, transform, batch_size=batch_size, num_workers=num_workers, decode=_decoder(transform)
             )
             if num_workers == 0:
                 loader = Prefetched(loader)
-            trainer = quiet_trainer(
-                progress=progress, stop_event=stop_event, accelerator=accelerator, inference_mode=True
-            )
+            trainer = quiet_trainer(progress=progress, stop_event=stop_event, compute=compute, inference_mode=True)
             with torch.inference_mode():
                 batches = trainer.predict(extractor, dataloaders=loader)
             features = torch.cat([b.detach().to("cpu", torch.float32) for b in batches or []])
@@ -334,14 +326,12 @@ def _embed_distributed(
     batch_size: int,
     num_workers: int,
     progress: ProgressFn | None,
-    accelerator: str,
-    devices: int,
-    num_nodes: int,
-    strategy: str,
+    compute: Compute,
     shared_dir: str | Path | None,
 ) -> np.ndarray:
-    if strategy == "auto" and num_nodes == 1:
-        strategy = "ddp_spawn"  # works from any running program; "ddp" would re-run the whole command per process
+    if compute.strategy == "auto" and compute.num_nodes == 1:
+        # "ddp_spawn" works from any running program; "ddp" would re-run the whole command per process
+        compute = replace(compute, strategy="ddp_spawn")
     base = Path(shared_dir) if shared_dir is not None else Path(tempfile.gettempdir())
     # every process of a launcher-started run must find the same directory: name it after the work itself
     digest = hashlib.sha1("\n".join(str(p) for p in paths).encode() + str(dim).encode()).hexdigest()[:16]
@@ -355,11 +345,8 @@ def _embed_distributed(
         pin_memory=torch.cuda.is_available(),
     )
     if progress is not None:
-        progress(0.0, f"Embedding on {devices * num_nodes} processes")
-    trainer = quiet_trainer(
-        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-        inference_mode=True, callbacks=[writer],
-    )  # fmt: skip
+        progress(0.0, f"Embedding on {compute.processes} processes")
+    trainer = quiet_trainer(compute=compute, inference_mode=True, callbacks=[writer])
     try:
         trainer.predict(extractor, dataloaders=loader, return_predictions=False)
         result = writer.result if writer.result is not None else gather_parts(directory, len(paths), dim)

@@ -12,16 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import lightning
 import lightning.pytorch as pl
 import timm.models
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from app.core.atomic import atomic_files, atomic_path
 from app.core.errors import ModelFileError
 from lit_models.backbones import LoadedBackbone
 from lit_models.modules import BackboneWithHead, FineTuneClassifier, HeadClassifier
+from lit_models.trainer import quiet_trainer
 
 SAFETENSORS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -131,14 +132,16 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *
 
 
 def _write_onnx(model: nn.Module, path: Path, sample: torch.Tensor, opset: int | None) -> None:
+    """Export through ``LightningModule.to_onnx`` (a plain classifier is wrapped in a :class:`FineTuneClassifier`,
+    which adds nothing to its forward); ``to_onnx`` passes the options on to ``torch.onnx.export``."""
+    module = model if isinstance(model, pl.LightningModule) else FineTuneClassifier(model).eval()
     names = {"input_names": ["input"], "output_names": ["logits"]}
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
+            module.to_onnx(
+                path,
                 (sample,),
-                str(path),
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
                 external_data=False,
                 opset_version=opset,
@@ -149,10 +152,9 @@ def _write_onnx(model: nn.Module, path: Path, sample: torch.Tensor, opset: int |
         _log.warning("Dynamo ONNX export failed (%s); using the TorchScript exporter.", e)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
+            module.to_onnx(
+                path,
                 (sample,),
-                str(path),
                 dynamo=False,
                 opset_version=opset or 17,
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
@@ -161,22 +163,35 @@ def _write_onnx(model: nn.Module, path: Path, sample: torch.Tensor, opset: int |
 
 
 def save_head_checkpoint(head: HeadClassifier, path: str | Path) -> Path:
-    """Save a head in Lightning's checkpoint format (weights and primitive hyperparameters only, no Trainer)."""
+    """Save a head as a Lightning checkpoint (weights and primitive hyperparameters; no optimizer state)."""
     return _save_lightning_checkpoint(head, path)
 
 
+class _SaveToPath(TorchCheckpointIO):
+    """Lightning's checkpoint file, written by one ``torch.save`` straight to the path it is given.
+
+    Lightning's own ``TorchCheckpointIO`` serializes to memory and copies the bytes through an fsspec transaction;
+    here the path is already the temporary sibling of `atomic_path` (flushed and renamed into place once complete),
+    so that second copy would only cost memory, and writing the file with ``torch.save`` keeps one code path for
+    every checkpoint this app writes.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        torch.save(checkpoint, path)
+
+
 def _save_lightning_checkpoint(module: pl.LightningModule, path: str | Path) -> Path:
-    """Write the checkpoint beside `path` and rename it into place: a kill mid-save keeps the previous file."""
+    """Write `module` with ``Trainer.save_checkpoint`` (weights, loop state and hyperparameters; no optimizer).
+
+    The module was trained by a Trainer that is gone (a head is trained, then its standardizer is folded in, and
+    saved after the round is evaluated), so a fresh quiet CPU Trainer is connected to it; Lightning builds the
+    checkpoint dict. It is written beside `path` and renamed into place: a kill mid-save keeps the previous file.
+    """
     path = Path(path)
-    checkpoint = {
-        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-        "hyper_parameters": dict(module.hparams),
-        "pytorch-lightning_version": lightning.__version__,
-        "epoch": 0,
-        "global_step": 0,
-    }
+    trainer = quiet_trainer(accelerator="cpu", plugins=[_SaveToPath()])
+    trainer.strategy.connect(module)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        trainer.save_checkpoint(tmp, weights_only=True)
     return path
 
 

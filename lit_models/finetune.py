@@ -10,6 +10,7 @@ import copy
 import json
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,13 @@ from torch import nn
 
 from app.core.atomic import atomic_path
 from app.core.errors import ModelFileError
+from app.core.progress import ProgressFn
 from lit_models.backbones import LoadedBackbone, eval_transform, train_transform
-from lit_models.callbacks import ProgressFn
 from lit_models.data import ImageDataModule
 from lit_models.export import build_classifier
 from lit_models.modules import BackboneWithHead, FineTuneClassifier, HeadClassifier
 from lit_models.train import balanced_class_weights
-from lit_models.trainer import quiet_trainer
+from lit_models.trainer import Compute, quiet_trainer
 
 DEFAULT_EPOCHS = 3
 DEFAULT_LR = 1e-4
@@ -53,16 +54,14 @@ def finetune(
     num_workers: int = 0,
     progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
-    accelerator: str = "auto",
-    devices: int = 1,
-    num_nodes: int = 1,
-    strategy: str = "auto",
+    compute: Compute = Compute(),
 ) -> tuple[LoadedBackbone, HeadClassifier]:
     """Fine-tune backbone and head together on labeled images; the inputs are left unchanged.
 
     The classifier starts from ``backbone`` and ``head`` (train the head on frozen embeddings first: a linear probe
     is a much better start than a random classifier) and trains with AdamW, a cosine schedule, label smoothing and
-    timm's training augmentation, with a fresh quiet Trainer. On a GPU it uses mixed precision.
+    timm's training augmentation, with a fresh quiet Trainer. On a GPU it uses mixed precision unless ``compute``
+    names a precision.
 
     Args:
         backbone: the starting feature extractor (not modified: the classifier holds a copy).
@@ -80,11 +79,7 @@ def finetune(
         progress: called with (fraction, message) after every training step (one process only).
         stop_event: set it from another thread to stop after the current step (the partly tuned model is returned;
             one process only).
-        accelerator: Lightning accelerator; ``"auto"`` uses a GPU when there is one.
-        devices: processes (GPUs, or CPU processes with ``accelerator="cpu"``) per node for data-parallel training.
-        num_nodes: machines (under a cluster launcher such as torchrun or SLURM).
-        strategy: Lightning strategy for several processes: ``"ddp_spawn"`` from a running program, ``"ddp"``
-            under a launcher; ``"auto"`` lets Lightning choose. The tuned weights of rank 0 come back.
+        compute: accelerator, processes (data-parallel; the tuned weights of rank 0 come back) and precision.
 
     Returns:
         The tuned feature extractor (same architecture and data config, eval mode, channels-last, on the CPU) and a
@@ -97,22 +92,9 @@ def finetune(
         raise ValueError(f"Got {len(paths)} images but {len(labels)} labels.")
     if len(paths) < MIN_IMAGES:
         raise ValueError(f"Fine-tuning needs at least {MIN_IMAGES} labeled images; got {len(paths)}.")
-    num_classes = len(label_names)
     y = np.asarray(labels, dtype=np.int64)
-    classifier = build_classifier(backbone, head, label_names)
-    module = FineTuneClassifier(
-        classifier,
-        arch=backbone.arch,
-        num_classes=num_classes,
-        hidden=int(head.hparams.hidden),
-        label_names=list(label_names),
-        data_config=dict(backbone.data_config),
-        lr=lr,
-        weight_decay=weight_decay,
-        max_epochs=max_epochs,
-        class_weights=balanced_class_weights(y, num_classes) if balanced else None,
-    )
-    module.model.to(memory_format=torch.channels_last)  # faster convolutions on a CPU, harmless on a GPU
+    weights = balanced_class_weights(y, len(label_names)) if balanced else None
+    module = _classifier_module(backbone, head, label_names, lr, weight_decay, max_epochs, weights)
     data = ImageDataModule(
         train_transform=train_transform(backbone.data_config),
         eval_transform=eval_transform(backbone.data_config),
@@ -123,22 +105,47 @@ def finetune(
         seed=seed,
         drop_last=True,
     )
-    gpu = accelerator in ("auto", "gpu", "cuda") and has_gpu()
-    single = devices * num_nodes == 1  # spawned processes get a pickled Trainer: no thread events or closures
-    trainer = quiet_trainer(
-        progress=progress if single else None,
-        stop_event=stop_event if single else None,
-        accelerator=accelerator,
-        max_epochs=max_epochs,
-        precision="16-mixed" if gpu else "32-true",
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-    )
+    # spawned processes get a pickled Trainer: no thread events or closures
+    hooks = {} if compute.distributed else {"progress": progress, "stop_event": stop_event}
+    trainer = quiet_trainer(compute=_with_default_precision(compute), max_epochs=max_epochs, **hooks)
     with torch.random.fork_rng(devices=[]):  # seeded augmentation and dropout; the caller's RNG is left alone
         torch.manual_seed(seed)
         trainer.fit(module, datamodule=data)
     return split_classifier(module.model.cpu().eval(), backbone, head)
+
+
+def _with_default_precision(compute: Compute) -> Compute:
+    """``compute`` with a precision: as it says, else 16-bit mixed on a GPU and 32-bit on a CPU."""
+    if compute.precision is not None:
+        return compute
+    gpu = compute.accelerator in ("auto", "gpu", "cuda") and has_gpu()
+    return replace(compute, precision="16-mixed" if gpu else "32-true")
+
+
+def _classifier_module(
+    backbone: LoadedBackbone,
+    head: HeadClassifier,
+    label_names: Sequence[str],
+    lr: float,
+    weight_decay: float,
+    max_epochs: int,
+    class_weights: list[float] | None,
+) -> FineTuneClassifier:
+    """The LightningModule that fine-tunes a copy of backbone + head, channels-last."""
+    module = FineTuneClassifier(
+        build_classifier(backbone, head, label_names),
+        arch=backbone.arch,
+        num_classes=len(label_names),
+        hidden=int(head.hparams.hidden),
+        label_names=list(label_names),
+        data_config=dict(backbone.data_config),
+        lr=lr,
+        weight_decay=weight_decay,
+        max_epochs=max_epochs,
+        class_weights=class_weights,
+    )
+    module.model.to(memory_format=torch.channels_last)  # faster convolutions on a CPU, harmless on a GPU
+    return module
 
 
 def split_classifier(

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from app.core.atomic import atomic_path
 from app.core.errors import ModelFileError
-from lit_models.pickle_scan import check_pickle_globals, objects_message, pickle_globals
+from lit_models.pickle_scan import objects_message, refuse_unsafe_globals, unsafe_pickle_globals, unsafe_zip_globals
+from lit_models.state_dicts import strip_prefixes
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".zip")
 FORMATS = {
@@ -45,7 +45,6 @@ TORCHSCRIPT_REFUSED = (
     "Allow TorchScript only if you trust where the file comes from, or use a .safetensors file."
 )
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "network", "ema")
-_PREFIXES = ("module.", "model.", "_orig_mod.")
 _SAFETENSORS_NAMES = ("model.safetensors", "pytorch_model.safetensors")
 _BIN_NAMES = ("pytorch_model.bin",)
 
@@ -123,8 +122,8 @@ def read_weights(path: str | Path, *, allow_torchscript: bool = False) -> Weight
         return _finish(wf)
     if head[:1] == b"\x80":  # a pickle: torch's legacy format, or a bare pickle
         with open(path, "rb") as fh:
-            found = pickle_globals([fh], count=5)  # torch's legacy format writes five pickles before the data
-        return _read_torch(path, found)
+            unsafe = unsafe_pickle_globals([fh], count=5)  # torch's legacy format writes five pickles before the data
+        return _read_torch(path, unsafe)
     other = _other_format(path, head)
     if other:
         raise ModelFileError(other)
@@ -134,93 +133,6 @@ def read_weights(path: str | Path, *, allow_torchscript: bool = False) -> Weight
         f"'{path.name}' is not a weights file this app can read (damaged, or another format). "
         "Use a .safetensors file, a PyTorch state dict (.pth, .pt, .bin), a checkpoint (.ckpt) or a timm model folder."
     )
-
-
-def strip_prefixes(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Remove ``module.``/``model.``/``_orig_mod.`` when every key has it; returns the tensors and what was removed."""
-    removed = []
-    changed = True
-    while changed and tensors:
-        changed = False
-        for prefix in _PREFIXES:
-            if all(k.startswith(prefix) for k in tensors):
-                tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
-                removed.append(prefix)
-                changed = True
-    return tensors, removed
-
-
-def classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """Key prefixes of a timm model's classifier(s), e.g. ``("fc.",)`` for a ResNet, from its pretrained config."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("classifier") or ()
-    if isinstance(names, str):
-        names = (names,)
-    return tuple(f"{n}." for n in names)
-
-
-@dataclass
-class KeyMatch:
-    """How a file's tensors fit a model's state dict.
-
-    Attributes:
-        loaded: names loaded into the model.
-        missing: model weights the file lacks (they keep their initial values).
-        unexpected: file tensors the model has no place for.
-        mismatched: ``(name, file shape, model shape)`` for tensors of the wrong shape.
-        dropped_classifier: the file's classifier tensors, set aside (the backbone has no classifier).
-    """
-
-    loaded: list[str]
-    missing: list[str]
-    unexpected: list[str]
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
-    dropped_classifier: list[str]
-
-
-def match_keys(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> KeyMatch:
-    """Compare a file's tensors with a (classifier-less) timm model's state dict, loading nothing."""
-    expected = model.state_dict()
-    heads = classifier_prefixes(model)
-    dropped = sorted(k for k in tensors if k not in expected and heads and k.startswith(heads))
-    kept = {k: v for k, v in tensors.items() if k not in dropped}
-    mismatched = [
-        (k, tuple(kept[k].shape), tuple(v.shape)) for k, v in expected.items() if k in kept and kept[k].shape != v.shape
-    ]
-    bad = {m[0] for m in mismatched}
-    loaded = [k for k in kept if k in expected and k not in bad]
-    missing = [k for k in expected if k not in kept and not k.endswith("num_batches_tracked")]
-    unexpected = sorted(k for k in kept if k not in expected)
-    return KeyMatch(loaded, missing, unexpected, mismatched, dropped)
-
-
-def linear_classifier(
-    model: nn.Module, tensors: Mapping[str, torch.Tensor], in_features: int
-) -> tuple[torch.Tensor, torch.Tensor] | str:
-    """The file's classifier as ``(weight (C, D), bias (C,))`` of a linear layer on the pooled features.
-
-    Returns:
-        The tensors, or the reason there is no usable linear classifier (a sentence).
-    """
-    prefixes = classifier_prefixes(model)
-    if not prefixes:
-        return "timm does not say which layer is this architecture's classifier"
-    present = [p for p in prefixes if f"{p}weight" in tensors]
-    if not present:
-        return "the file has no classifier weights"
-    if len(prefixes) > 1:
-        return f"this architecture has {len(prefixes)} classifier heads ({', '.join(p[:-1] for p in prefixes)})"
-    weight = tensors[f"{prefixes[0]}weight"]
-    bias = tensors.get(f"{prefixes[0]}bias")
-    if weight.dim() == 4 and weight.shape[2:] == (1, 1):
-        weight = weight.flatten(1)  # a 1x1 convolution on pooled features is a linear layer
-    if weight.dim() != 2:
-        return f"its classifier '{prefixes[0][:-1]}' is not a linear layer"
-    if weight.shape[1] != in_features:
-        return f"its classifier takes {weight.shape[1]} features but the backbone gives {in_features}"
-    if bias is None:
-        bias = torch.zeros(weight.shape[0])
-    return weight.detach().float().clone(), bias.detach().float().reshape(-1).clone()
 
 
 def save_weights(wf: WeightsFile, out: str | Path, arch: str | None = None) -> Path:
@@ -353,7 +265,7 @@ def _read_zip(path: Path, allow_torchscript: bool) -> WeightsFile:
                     f"'{path.name}' is a zip archive without model weights inside. Choose the weights file itself, "
                     "or a zip of a folder exported by this app."
                 )
-            check_pickle_globals(path.name, pickle_globals([io.BytesIO(zf.read(pickles[0]))]))
+            refuse_unsafe_globals(path.name, unsafe_zip_globals(path, lambda: zf.read(pickles[0])))
     except zipfile.BadZipFile as e:
         raise ModelFileError(_damaged(path.name, "PyTorch")) from e
     return _read_torch(path, set())
@@ -371,7 +283,7 @@ def _read_torchscript(path: Path) -> WeightsFile:
 
 
 def _read_torch(path: Path, unsafe: set[str]) -> WeightsFile:
-    check_pickle_globals(path.name, unsafe)
+    refuse_unsafe_globals(path.name, unsafe)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -386,9 +298,10 @@ def _read_torch_bytes(path: Path, data: bytes) -> WeightsFile:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             pickles = [n for n in zf.namelist() if n.endswith("/data.pkl")]
             if pickles:
-                check_pickle_globals(path.name, pickle_globals([io.BytesIO(zf.read(pickles[0]))]))
+                unsafe = unsafe_zip_globals(io.BytesIO(data), lambda: zf.read(pickles[0]))
+                refuse_unsafe_globals(path.name, unsafe)
     else:
-        check_pickle_globals(path.name, pickle_globals([io.BytesIO(data)], count=5))
+        refuse_unsafe_globals(path.name, unsafe_pickle_globals([io.BytesIO(data)], count=5))
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -1,16 +1,25 @@
 """Finding what a pickle would call, without unpickling it; refusing pickles that hold more than weights.
 
-`pickle_globals` walks the opcodes (``pickletools.genops``) and collects the ``module.name`` globals a pickle refers
-to; `check_pickle_globals` refuses any that torch's weights-only loader does not allow, naming the ones that would
-run code (``os.system``, ``builtins.exec``, ...). torch's ``weights_only=True`` loader stays the gate; the scan gives
-the person a precise reason.
+For a torch zip checkpoint (what ``torch.save`` writes) torch's own static scan,
+``torch.serialization.get_unsafe_globals_in_checkpoint``, lists the globals its weights-only loader does not allow
+(`unsafe_zip_globals`). That scan reads only zip checkpoints and only the opcodes ``torch.save`` writes by default
+(pickle protocol 2), so this module keeps a scan of its own (`unsafe_pickle_globals`, over ``pickletools.genops``)
+for what it does not cover: torch's legacy format and bare pickles (not zips), and a zip whose ``data.pkl`` uses
+other opcodes (``torch.save(..., pickle_protocol=4)``, or a hand-made file). `refuse_unsafe_globals` then names the
+globals that would run code (``os.system``, ``builtins.exec``, ...). torch's ``weights_only=True`` loader stays the
+gate; the scan gives the person a precise reason.
 """
 
 from __future__ import annotations
 
+import io
+import pickle
 import pickletools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import IO, Any
+
+import torch
 
 from app.core.errors import ModelFileError
 
@@ -31,6 +40,29 @@ _CODE_BUILTINS = _words(
 )
 _STRING_OPS = _words("SHORT_BINUNICODE BINUNICODE BINUNICODE8 UNICODE SHORT_BINSTRING BINSTRING STRING SHORT_BINBYTES")
 _PUSH_NOTHING = _words("PUT BINPUT LONG_BINPUT MEMOIZE PROTO FRAME")
+
+
+def unsafe_zip_globals(source: str | Path | IO[bytes], data_pkl: Callable[[], bytes]) -> set[str]:
+    """The globals in a torch zip checkpoint that torch's weights-only loader does not allow, without unpickling.
+
+    Args:
+        source: the checkpoint: a path, or a binary file object at its start.
+        data_pkl: returns the bytes of its ``data.pkl``, for when torch's scan cannot read them.
+    """
+    try:
+        return set(torch.serialization.get_unsafe_globals_in_checkpoint(source))
+    except (pickle.UnpicklingError, ValueError, RuntimeError, EOFError):  # opcodes or a layout torch's scan lacks
+        return unsafe_pickle_globals([io.BytesIO(data_pkl())])
+
+
+def unsafe_pickle_globals(streams: Iterable[IO[bytes]], count: int = 1) -> set[str]:
+    """The globals the pickles in each stream refer to that torch's weights-only loader does not allow."""
+    allowed = _allowed_globals()
+    return {
+        g
+        for g in pickle_globals(streams, count)
+        if g not in allowed and not (g.startswith("torch.") and g.endswith(("Storage", "_rebuild_tensor_v2")))
+    }
 
 
 def pickle_globals(streams: Iterable[IO[bytes]], count: int = 1) -> set[str]:
@@ -82,6 +114,7 @@ def _scan_one(stream: IO[bytes], found: set[str]) -> bool:
 
 
 def _allowed_globals() -> set[str]:
+    """What torch's weights-only loader allows (torch has no public list of its defaults)."""
     allowed = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter"}
     try:
         from torch import _weights_only_unpickler as wou
@@ -100,14 +133,9 @@ def _is_code(name: str) -> bool:
     return module.split(".")[0] in _CODE_MODULES or (module.startswith("torch.") and attr in {"load", "hub"})
 
 
-def check_pickle_globals(file_name: str, found: set[str]) -> None:
-    """Refuse a pickle that would call code or build objects other than tensors and plain containers."""
-    allowed = _allowed_globals()
-    unsafe = sorted(
-        g
-        for g in found
-        if g not in allowed and not (g.startswith("torch.") and g.endswith(("Storage", "_rebuild_tensor_v2")))
-    )
+def refuse_unsafe_globals(file_name: str, found: set[str]) -> None:
+    """Refuse a pickle with unsafe globals: one that would call code or build objects other than weights."""
+    unsafe = sorted(found)
     if not unsafe:
         return
     code = [g for g in unsafe if _is_code(g)]

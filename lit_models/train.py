@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lit_models.callbacks import ProgressFn
+from app.core.progress import ProgressFn
 from lit_models.data import EmbeddingDataModule, embedding_dataset
 from lit_models.modules import HeadClassifier
-from lit_models.trainer import quiet_trainer
+from lit_models.trainer import CPU, quiet_trainer
 
 DEFAULT_EPOCHS = {"lbfgs": 10, "adamw": 100}
 DEFAULT_LR = {"lbfgs": 1.0, "adamw": 1e-2}
@@ -104,9 +104,7 @@ def train_head(
     shift, scale = _standardizer(x) if standardize else (None, None)
     x_fit = x if shift is None else (x - shift) * scale
     data = EmbeddingDataModule(x_fit, y, batch_size=None if optimizer == "lbfgs" else batch_size, seed=seed)
-    trainer = quiet_trainer(
-        progress=progress, stop_event=stop_event, accelerator="cpu", max_epochs=head.hparams.max_epochs
-    )
+    trainer = quiet_trainer(progress=progress, stop_event=stop_event, compute=CPU, max_epochs=head.hparams.max_epochs)
     with _one_thread():
         trainer.fit(head, datamodule=data)
     if shift is not None:

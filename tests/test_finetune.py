@@ -18,6 +18,7 @@ from lit_models.embed import embed_paths
 from lit_models.export import build_classifier, load_classifier_checkpoint
 from lit_models.finetune import finetune, load_backbone_weights, save_backbone_weights, split_classifier
 from lit_models.train import predict_proba, train_head
+from lit_models.trainer import CPU
 
 FINETUNE = ProjectSettings(
     backbone="test_efficientnet",
@@ -89,7 +90,7 @@ def test_finetune_trains_the_backbone_and_leaves_the_inputs_alone(digits, tiny_b
 
     tuned, tuned_head = finetune(
         tiny_backbone, head, NAMES, paths[:24], y[:24].tolist(), max_epochs=1, batch_size=8, lr=1e-3,
-        progress=lambda f, m: messages.append(m), accelerator="cpu",
+        progress=lambda f, m: messages.append(m), compute=CPU,
     )  # fmt: skip
 
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_backbone.model.parameters(), strict=True))

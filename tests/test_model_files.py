@@ -267,6 +267,18 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path: Path, how
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_code_in_a_checkpoint_torchs_own_scan_cannot_read_is_named(tmp_path: Path, protocol: int) -> None:
+    """torch's static scan reads only the protocol-2 opcodes torch.save writes by default; the app's scan reads on."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.pth"
+    torch.save({"state_dict": tiny().state_dict(), "callback": RunsCode(marker)}, path, pickle_protocol=protocol)
+
+    with pytest.raises(ModelFileError, match=r"it tries to run code when opened \(it calls posix\.system\)"):
+        read_weights(path)
+    assert not marker.exists()
+
+
 def test_python_objects_besides_weights_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "objects.pth"
     torch.save({"state_dict": tiny().state_dict(), "config": NotAWeight()}, path)

@@ -7,6 +7,7 @@ import pytest
 
 from lit_models.backbones import BackboneSpec, load_backbone
 from lit_models.embed import embed_paths, gather_parts
+from lit_models.trainer import CPU, Compute
 
 TINY = BackboneSpec(arch="test_efficientnet", source="random", image_size=32)
 
@@ -15,15 +16,13 @@ TINY = BackboneSpec(arch="test_efficientnet", source="random", image_size=32)
 def test_two_cpu_processes_embed_like_one(digit_pngs, tmp_path):
     backbone = load_backbone(TINY)
     paths = digit_pngs[::9]  # 12 images of every digit: uneven over 2 processes x batches of 5
-    single = embed_paths(backbone, paths, batch_size=5, accelerator="cpu")
+    single = embed_paths(backbone, paths, batch_size=5, compute=CPU)
     calls = []
     spread = embed_paths(
         backbone,
         paths,
         batch_size=5,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
+        compute=Compute(accelerator="cpu", devices=2, strategy="ddp_spawn"),
         shared_dir=tmp_path / "shared",
         progress=lambda f, m: calls.append(f),
     )

@@ -22,7 +22,7 @@ from lit_models.embed import embed_paths, uint8_transform
 from lit_models.export import build_classifier
 from lit_models.modules import FineTuneClassifier, HeadClassifier
 from lit_models.train import balanced_class_weights, predict_proba, train_head
-from lit_models.trainer import quiet_trainer
+from lit_models.trainer import CPU, Compute, quiet_trainer
 from tests.image_files import noise, palette_png, rgba_png, save, truncated
 
 
@@ -300,6 +300,21 @@ def test_progress_callback_stops_a_fit() -> None:
 
     assert trainer.global_step == 8  # asked at 10 % (8 of 80 steps); stopped right after that step
     assert progress.calls[-1] == (1.0, "Training stopped")
+
+
+def test_compute_options_become_trainer_arguments() -> None:
+    assert Compute().trainer_options() == {"accelerator": "auto", "devices": 1, "num_nodes": 1}
+    assert CPU.trainer_options() == {"accelerator": "cpu", "devices": 1, "num_nodes": 1}
+    assert "strategy" not in Compute(strategy="ddp_spawn").trainer_options()  # one process runs in this one
+    spread = Compute(accelerator="cpu", devices=2, strategy="ddp_spawn", precision="bf16-mixed")
+    assert spread.processes == 2 and spread.distributed
+    assert spread.trainer_options() == {
+        "accelerator": "cpu", "devices": 2, "num_nodes": 1, "strategy": "ddp_spawn", "precision": "bf16-mixed"
+    }  # fmt: skip
+    trainer = quiet_trainer(compute=CPU, max_epochs=1)
+    assert trainer.max_epochs == 1 and trainer.num_devices == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        Compute(devices=0)
 
 
 def test_fine_tune_smoke(digit_pngs: list[Path], tiny_backbone) -> None:

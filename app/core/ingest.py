@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from app.core.archives import MAX_FILE_BYTES, TOO_BIG, EntryReader, IngestLimits, UnpackBudget, UnpackLimitError
 from app.core.errors import BadImageError, StoreError
 from app.core.images import DEFAULT_MAX_PIXELS, probe_image
+from app.core.progress import CountProgressFn
 from app.core.sources import FileItem, Item, Rejection, ZipItem, os_reason, plan_source
 
 try:
@@ -41,11 +42,10 @@ except ImportError:  # Windows: staging folders are recognised as stale by age a
 if TYPE_CHECKING:
     from app.core.store import ProjectStore
 
-__all__ = ["Duplicate", "IngestLimits", "IngestReport", "ProgressFn", "Rejection", "clean_staging", "ingest"]
+__all__ = ["Duplicate", "IngestLimits", "IngestReport", "Rejection", "clean_staging", "ingest"]
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int | None, str], None]  # (done, total or None, current source)
 CHUNK_BYTES = 1 << 20
 IMAGES_DIR = "images"
 STAGING_PREFIX = ".incoming-"
@@ -95,14 +95,6 @@ class IngestReport:
         duplicates = _plural(len(self.duplicates), "duplicate")
         return f"Imported {images}, {duplicates}, {len(self.rejected)} rejected."
 
-    def details(self, limit: int = 20) -> str:
-        """The summary followed by one line per rejection ("source: reason"), at most `limit` of them."""
-        lines = [self.summary()]
-        lines += [f"{rejection.source}: {rejection.reason}" for rejection in self.rejected[:limit]]
-        if len(self.rejected) > limit:
-            lines.append(f"... and {len(self.rejected) - limit} more rejected.")
-        return "\n".join(lines)
-
 
 def ingest(
     store: ProjectStore,
@@ -111,7 +103,7 @@ def ingest(
     labels_from_folders: bool = False,
     allowed_roots: Sequence[str | Path] = (),
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
     annotator: str = "import",
     limits: IngestLimits | None = None,
 ) -> IngestReport:
@@ -185,7 +177,11 @@ class _Importer:
             self._owner.close()  # after the removal: a cleaner never sees the folder unlocked while it exists
 
     def plan(
-        self, sources: Sequence[str | Path], progress: ProgressFn | None, by_folder: bool, roots: Sequence[str | Path]
+        self,
+        sources: Sequence[str | Path],
+        progress: CountProgressFn | None,
+        by_folder: bool,
+        roots: Sequence[str | Path],
     ) -> list[Item]:
         """Everything the sources provide, in order; what planning refused goes straight to the report."""
         items: list[Item] = []

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from app.core.progress import ProgressFn
 from app.core.settings import CONFIG_DIR, load_settings
 from app.engine.session import ActiveLearningSession
 
@@ -40,9 +40,7 @@ def write_digits(folder: Path, *, size: int = 64, class_folders: bool = False, l
     return paths
 
 
-def open_or_create_demo(
-    projects_dir: str | Path, progress: Callable[[float, str], None] | None = None
-) -> ActiveLearningSession:
+def open_or_create_demo(projects_dir: str | Path, progress: ProgressFn | None = None) -> ActiveLearningSession:
     """Open the demo project, creating it (images imported, first batch picked) on first use."""
     report = progress or (lambda f, m: None)
     if DEMO_NAME in ActiveLearningSession.list_projects(projects_dir):

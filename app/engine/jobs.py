@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.core.errors import AppError
+from app.core.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
 JobFn = Callable[[ProgressFn, threading.Event], Any]
 
 RUNNING = "running"
@@ -59,7 +59,7 @@ class JobRunner:
         self._stops: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
 
-    def start(self, kind: str, fn: JobFn, *, on_done: Callable[[JobStatus], None] | None = None) -> JobStatus:
+    def start(self, kind: str, fn: JobFn) -> JobStatus:
         """Start `fn(progress, stop_event)` unless a job of this kind is already running (then return that one)."""
         with self._lock:
             current = self._status.get(kind)
@@ -69,7 +69,7 @@ class JobRunner:
             stop = threading.Event()
             self._status[kind] = status
             self._stops[kind] = stop
-            thread = threading.Thread(target=self._run, args=(kind, status.id, fn, stop, on_done), daemon=True)
+            thread = threading.Thread(target=self._run, args=(kind, status.id, fn, stop), daemon=True)
             self._threads[kind] = thread
         thread.start()
         return status
@@ -100,9 +100,7 @@ class JobRunner:
             if current is not None and current.id == job_id:
                 self._status[kind] = replace(current, **changes)
 
-    def _run(
-        self, kind: str, job_id: int, fn: JobFn, stop: threading.Event, on_done: Callable[[JobStatus], None] | None
-    ) -> None:
+    def _run(self, kind: str, job_id: int, fn: JobFn, stop: threading.Event) -> None:
         def progress(fraction: float, message: str) -> None:
             self._update(kind, job_id, progress=max(0.0, min(1.0, float(fraction))), message=message)
 
@@ -118,10 +116,3 @@ class JobRunner:
             state = CANCELLED if stop.is_set() else DONE
             message = "Cancelled" if stop.is_set() else "Done"
             self._update(kind, job_id, state=state, progress=1.0, message=message, result=result, finished=time.time())
-        if on_done is not None:
-            final = self.status(kind)
-            if final is not None:
-                try:
-                    on_done(final)
-                except Exception:
-                    log.error("Job %s on_done hook failed:\n%s", kind, traceback.format_exc())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import threading
@@ -14,20 +15,18 @@ import numpy as np
 
 from app.core.errors import AppError, EmptyPoolError, StoreError
 from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
-from app.core.metrics import classification_metrics
+from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings
-from app.core.splits import validation_mask
 from app.core.store import Annotation, BatchItem, ImageRow, ProjectStore, RoundRow
 from app.core.strategies import select_batch
-from app.engine import finetuning
-from app.engine.evaluation import cross_validated_metrics
+from app.engine import finetuning, rounds
 from app.engine.jobs import JobRunner, JobStatus
 from app.engine.labeling import Labeling
-from app.engine.loop import StepResult, train_score_select
+from app.engine.learners import EMBED_MESSAGE, embed_missing, image_paths, project_compute
 from app.engine.model_state import ModelState
+from app.engine.rounds import NOT_ENOUGH_LABELS  # noqa: F401  (re-exported: the note a round without enough labels gets)
+from lit_models.trainer import Compute
 
-ProgressFn = Callable[[float, str], None]
-NOT_ENOUGH_LABELS = "Not enough labels to validate yet."
 _NAME_RE = re.compile(r"^[\w][\w .-]{0,63}$")
 ROUND_JOB = "round"
 
@@ -302,32 +301,20 @@ class ActiveLearningSession:
         processes (Lightning's DDP; GPUs when there are any, else CPU processes), which reports no progress.
         """
         ids = self.store.image_ids()
-        cache = self.model.cache
-        missing = cache.missing(ids)
-        if missing:
-            backbone = self.model.backbone()
-            done = [0]
-            spread = self.settings.devices * self.settings.num_nodes > 1
+        self._embed(ids, progress)
+        return self.model.cache.get(ids)
 
-            def compute(part: list[int]) -> np.ndarray:
-                from lit_models.embed import embed_paths
-
-                def report(fraction: float, _message: str) -> None:
-                    progress((done[0] + fraction * len(part)) / len(missing), "Computing embeddings")
-
-                paths = [self.store.image_path(i) for i in part]
-                if spread:
-                    s = self.settings
-                    vecs = embed_paths(
-                        backbone, paths, devices=s.devices, num_nodes=s.num_nodes, strategy=s.dist_strategy
-                    )
-                else:
-                    vecs = embed_paths(backbone, paths, progress=report)
-                done[0] += len(part)
-                return vecs
-
-            cache.ensure(missing, compute, **({"chunk": len(missing)} if spread else {}))
-        return cache.get(ids)
+    def _embed(self, ids: list[int], progress: ProgressFn = _noop, *, current: bool = False) -> None:
+        """Embed the images of `ids` the frozen backbone (`current`: the current model's backbone) has not."""
+        cache = self.model.current_cache() if current else self.model.cache
+        if not cache.missing(ids):
+            return
+        if current and self.model.is_finetuned():  # a fine-tuned model reads its own backbone's features
+            backbone, compute, message = self.model.current_backbone(), Compute(), finetuning.REEMBED_MESSAGE
+        else:
+            backbone, compute, message = self.model.backbone(), project_compute(self.settings), EMBED_MESSAGE
+        paths = image_paths(self.store)
+        embed_missing(backbone, cache, ids, paths, progress=progress, message=message, compute=compute)
 
     def run_round(
         self, *, progress: ProgressFn = _noop, stop_event: threading.Event | None = None, record: bool = True
@@ -338,128 +325,28 @@ class ActiveLearningSession:
             record: False for the cold-start pick (no training round is recorded without labels).
 
         Returns:
-            The round's metrics.
+            The round's metrics, or ``{"cancelled": True}`` when `stop_event` stopped it (nothing is kept).
         """
         with self._round_lock:
-            started = time.perf_counter()
+            started, s = time.perf_counter(), self.settings
             ids = self.store.image_ids()
             if not ids:
                 raise EmptyPoolError("The project has no images yet; add a folder, files, a zip or a CSV first.")
-            fine_tune = self.settings.mode == "finetune"
-            x_all = self.ensure_embeddings(_scaled(progress, 0.0, 0.1 if fine_tune else 0.5))
-            names = self.store.labels()
-            index = {n: i for i, n in enumerate(names)}
-            current = self.store.current_labels()
-            row_of = {image_id: row for row, image_id in enumerate(ids)}
-            lab_ids = [i for i in ids if current.get(i) in index]
-            y = np.array([index[current[i]] for i in lab_ids], dtype=np.int64)
-            val = validation_mask(lab_ids, y, self.settings.val_fraction, self.settings.seed)
-            if len(lab_ids) == 0 or val.sum() < self.settings.min_val:
-                val[:] = False
-            skipped = {b.image_id for b in self.store.batch() if b.status == "skipped"}
-            pool_ids = [i for i in ids if i not in current and i not in skipped] or [i for i in ids if i not in current]
-            if not pool_ids:
-                raise EmptyPoolError("Every image is labeled. Export your labels and model, or add more images.")
-            lab_rows = np.array([row_of[i] for i in lab_ids], dtype=np.int64)
-            pool_rows = np.array([row_of[i] for i in pool_ids], dtype=np.int64)
-            k = min(self.settings.batch_size, len(pool_ids))
-            tuned: finetuning.TunedModel | None = None
-            if fine_tune and finetuning.can_finetune(int((~val).sum())):
-                done = finetuning.fine_tune_step(
-                    self.model,
-                    self.store,
-                    ids=ids,
-                    x_frozen=x_all,
-                    train_rows=lab_rows[~val],
-                    y_train=y[~val],
-                    pool_rows=pool_rows,
-                    labeled_rows=lab_rows,
-                    label_names=names,
-                    strategy=self.settings.strategy,
-                    k=min(len(pool_ids), 2 * k),
-                    hidden=self.settings.head_hidden,
-                    epochs=self.settings.finetune_epochs,
-                    seed=self.settings.seed + self.store.current_round(),
-                    tag=f"round{self.store.current_round() + 1:04d}",
-                    progress=_scaled(progress, 0.1, 0.95),
-                    stop_event=stop_event,
-                )
-                if done is None:
-                    return {"cancelled": True}
-                step, tuned = done
-            elif not lab_ids and (first := self._score_before_labels(x_all, ids, names, pool_rows, 2 * k)):
-                step = first  # an imported model's own classifier: its predictions show before any label
-            else:
-                step = train_score_select(
-                    x_all[lab_rows[~val]],
-                    y[~val],
-                    x_all,
-                    pool_rows,
-                    lab_rows,
-                    num_classes=len(names),
-                    strategy=self.settings.strategy,
-                    k=min(len(pool_ids), 2 * k),
-                    hidden=self.settings.head_hidden,
-                    max_epochs=self.settings.max_epochs,
-                    seed=self.settings.seed + self.store.current_round(),
-                    progress=_scaled(progress, 0.5, 0.95),
-                    stop_event=stop_event,
-                )
-            if stop_event is not None and stop_event.is_set():
+            split = 0.1 if s.mode == "finetune" else 0.5  # of the progress bar: embedding, then the learner
+            self._embed(ids, _scaled(progress, 0.0, split))
+            data = rounds.read(self.store, s, ids, self.model.cache.get(ids))
+            learner, data = rounds.choose_learner(data, self.model, self.store, s)
+            k = min(s.batch_size, len(data.pool_rows))  # twice as many picked: spares for images labeled meanwhile
+            result = rounds.run(
+                data, learner, strategy=s.strategy, k=min(len(data.pool_rows), 2 * k), stop=stop_event,
+                progress=_scaled(progress, 0.1 if isinstance(learner, finetuning.FineTuneLearner) else 0.5, 0.95),
+                evaluate=functools.partial(rounds.evaluate, hidden=s.head_hidden, seed=s.seed), started=started,
+            )  # fmt: skip
+            if result.cancelled:
                 return {"cancelled": True}
-            metrics: dict[str, Any] = {"labeled": len(lab_ids), "train": int((~val).sum()), "val": int(val.sum())}
-            cv = None
-            if step.probs is not None and val.any():
-                pred = step.probs[lab_rows[val]].argmax(axis=1)
-                metrics.update(classification_metrics(y[val].tolist(), pred.tolist(), names))
-                metrics["validation"] = f"{int(val.sum())} held-out labels"
-            elif step.probs is not None:
-                cv = cross_validated_metrics(
-                    x_all[lab_rows], y, names, hidden=self.settings.head_hidden, seed=self.settings.seed
-                )
-            if cv is not None:
-                metrics.update(cv)
-            elif "accuracy" not in metrics:
-                metrics["note"] = NOT_ENOUGH_LABELS
-            picks = [
-                (pool_ids[int(i)], step.selection.strategy, float(s))
-                for i, s in zip(step.selection.indices, step.selection.scores, strict=True)
-            ]
-            seconds = time.perf_counter() - started
-            metrics["seconds"] = seconds
-            tuned_backbone, tuned_cache = (tuned.backbone, tuned.cache) if tuned else (None, None)
-            if record and step.head is not None:
-                number = self.store.add_round(
-                    labeled=len(lab_ids), strategy=self.settings.strategy, seconds=seconds, metrics=metrics
-                )
-                ckpt = self.model.save_round(number, step.head, names, tuned=tuned_backbone, tuned_cache=tuned_cache)
-                self.store.set_round_checkpoint(number, ckpt)
-            if step.head is not None:
-                self.model.set_current(step.head, names, ids, step.probs, tuned=tuned_backbone, tuned_cache=tuned_cache)
-            self.store.set_batch(picks, size=k)  # drops the picks labeled while this round ran
+            rounds.commit(self.store, self.model, data, result, strategy=s.strategy, size=k, record=record)
             progress(1.0, "Next batch ready")
-            return metrics
-
-    def _score_before_labels(
-        self, x_all: np.ndarray, ids: list[int], names: list[str], pool_rows: np.ndarray, k: int
-    ) -> StepResult | None:
-        """With no labels yet, score the pool with the current model (an imported model's classifier) if it fits."""
-        head = self.model.head
-        if head is None or self.model.label_names != names or self.model.is_finetuned():
-            return None
-        from lit_models.train import predict_proba
-
-        probs = predict_proba(head, x_all)
-        self.model.set_current(head, names, ids, probs)
-        selection = select_batch(
-            self.settings.strategy,
-            min(k, len(pool_rows)),
-            probs=probs[pool_rows],
-            pool_emb=x_all[pool_rows],
-            labeled_emb=x_all[:0],
-            seed=self.settings.seed,
-        )
-        return StepResult(None, probs, selection, 0.0, 0.0)
+            return result.metrics
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self, name: str | None = None) -> str:
@@ -474,9 +361,10 @@ class ActiveLearningSession:
     def load_checkpoint(self, name: str) -> dict[str, Any]:
         """Make a saved checkpoint the current model (labels always come from the store)."""
         info = self.model.load_named(name, self.store.labels())
-        self.ensure_embeddings()
-        finetuning.ensure_current_embeddings(self.model, self.store)  # a fine-tuned checkpoint reads its own
-        self.model.refresh_probs(self.store.image_ids())
+        ids = self.store.image_ids()
+        self._embed(ids)
+        self._embed(ids, current=True)  # a fine-tuned checkpoint reads its own backbone's embeddings
+        self.model.refresh_probs(ids)
         return info
 
     # ------------------------------------------------------------------ exports

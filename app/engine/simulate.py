@@ -17,7 +17,8 @@ from app.core.settings import ProjectSettings
 from app.core.splits import stratified_holdout
 from app.core.store import ProjectStore
 from app.core.strategies import STRATEGIES, typical_clusters
-from app.engine.loop import train_score_select
+from app.engine.learners import HeadLearner
+from app.engine.rounds import RoundData, run
 from app.engine.session import ActiveLearningSession
 
 
@@ -115,28 +116,28 @@ def run_curve(
     seed: int,
     max_epochs: int | None = None,
 ) -> tuple[list[int], list[float], list[float]]:
-    """One simulated labeling run. Returns (labels counts, test accuracies, seconds per train+score+select)."""
+    """One simulated labeling run: the app's round (`rounds.run` with the head learner) on oracle labels, every
+    label trained on (the test set measures). Returns (label counts, test accuracies, seconds per train+score+select).
+    """
     from lit_models.train import predict_proba
 
+    learner = HeadLearner(max_epochs=max_epochs)
     labeled = list(initial_rows)
     counts, accs, seconds = [], [], []
     while True:
         lab = np.array(labeled, dtype=np.int64)
-        is_lab = np.zeros(len(x), dtype=bool)
-        is_lab[lab] = True
-        pool = np.flatnonzero(~is_lab)
-        k = min(batch, budget - len(labeled), len(pool))
-        step = train_score_select(
-            x[lab], y[lab], x, pool, lab, num_classes=num_classes, strategy=strategy, k=max(k, 1),
-            max_epochs=max_epochs, seed=seed * 1000 + len(counts),  # a new seed each round, as the app's rounds
-        )  # fmt: skip
-        acc = float((predict_proba(step.head, x_test).argmax(axis=1) == y_test).mean())
+        data = RoundData.from_arrays(
+            x, lab, y[lab], num_classes=num_classes, seed=seed * 1000 + len(counts)
+        )  # a new seed each round, as the app's rounds
+        k = min(batch, budget - len(labeled), len(data.pool_rows))
+        result = run(data, learner, strategy=strategy, k=max(k, 1))
+        acc = float((predict_proba(result.fitted.head, x_test).argmax(axis=1) == y_test).mean())
         counts.append(len(labeled))
         accs.append(acc)
         if k <= 0:
             break
-        seconds.append(step.seconds)
-        labeled.extend(int(pool[i]) for i in step.selection.indices[:k])
+        seconds.append(result.seconds)
+        labeled.extend(int(data.pool_rows[i]) for i in result.selection.indices[:k])
     return counts, accs, seconds
 
 
