@@ -291,12 +291,14 @@ def test_verify_and_import_on_the_page(ui: Handlers, tmp_path: Path, images: lis
     path = tmp_path / "tiny3.safetensors"
     safetensors.torch.save_file(_model(ARCH, 3).state_dict(), str(path))
 
-    report = ui.verify_model(None, ARCH, None, "cat\ndog\nbird", str(path), None, False, str(images[0]))
+    report = ui.models.verify_model(None, ARCH, None, "cat\ndog\nbird", str(path), None, False, str(images[0]))
     assert (
         report.startswith("### Model check passed ✓") and "**Classifier:** kept" in report and images[0].name in report
     )
 
-    name, view, imported = ui.import_model("pets", ARCH, None, "cat, dog, bird", str(path), None, "fast", False, None)
+    name, view, imported = ui.models.import_model(
+        "pets", ARCH, None, "cat, dog, bird", str(path), None, "fast", False, None
+    )
     assert name == "pets" and view.labels == LABELS and "**Classifier:** kept" in imported
     ui.import_images(name, "tab-1", [str(p) for p in images], [], False)
     session = registry.get(ui.projects_dir, name)
@@ -304,28 +306,28 @@ def test_verify_and_import_on_the_page(ui: Handlers, tmp_path: Path, images: lis
     first = ui.current(name, "tab-1")
     assert first.image_id is not None and first.predictions is not None  # from the first image, before any label
     assert set(first.predictions) == set(LABELS)
-    again = ui.verify_model(name, ARCH, None, "cat, dog, bird", str(path), None, False, None)
+    again = ui.models.verify_model(name, ARCH, None, "cat, dog, bird", str(path), None, False, None)
     assert f"`{images[0].name}` → output (1, 3)" in again  # one of the project's images, by its own name
 
 
 def test_refusals_on_the_page(ui: Handlers, tmp_path: Path, evil: tuple[Path, Path]) -> None:
     path, marker = evil
 
-    report = ui.verify_model(None, ARCH, None, "cat, dog, bird", str(path), None, False, None)
+    report = ui.models.verify_model(None, ARCH, None, "cat, dog, bird", str(path), None, False, None)
     with pytest.raises(gr.Error) as info:
-        ui.import_model("evil", ARCH, None, "cat, dog, bird", str(path), None, "fast", False, None)
+        ui.models.import_model("evil", ARCH, None, "cat, dog, bird", str(path), None, "fast", False, None)
 
     assert report.startswith("### Model check failed ✗") and "tries to run code" in report
     assert "tries to run code" in str(info.value.message)
     assert not marker.exists() and "evil" not in ui.list_projects()
     onnx = tmp_path / "model.onnx"
     torch.onnx.export(torch.nn.Linear(4, 2), (torch.randn(1, 4),), str(onnx), dynamo=False)
-    assert "ONNX model" in ui.verify_model(None, ARCH, None, "a, b", str(onnx), None, False, None)
-    assert "Choose a model" in ui.verify_model(None, "", None, "a, b", None, None, False, None)
+    assert "ONNX model" in ui.models.verify_model(None, ARCH, None, "a, b", str(onnx), None, False, None)
+    assert "Choose a model" in ui.models.verify_model(None, "", None, "a, b", None, None, False, None)
 
 
 def test_model_types_of_the_new_project_form_work_without_a_file(ui: Handlers, images: list[Path]) -> None:
-    report = ui.verify_model(None, TINY_MODEL, 2, "", None, None, False, str(images[0]))
+    report = ui.models.verify_model(None, TINY_MODEL, 2, "", None, None, False, str(images[0]))
     assert "Model check passed" in report and "(random)" in report and "**Classifier:** a new head" in report
 
 

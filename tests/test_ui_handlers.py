@@ -327,22 +327,22 @@ def test_two_tabs_get_different_images_and_a_tab_resumes(ui: Handlers, digit_fil
 def test_checkpoints_and_exports(ui: Handlers, digit_files: list[Path]) -> None:
     session = project_with_batch(ui, digit_files)
     with pytest.raises(gr.Error) as err:
-        ui.save_checkpoint("digits", "too-early")
+        ui.models.save_checkpoint("digits", "too-early")
     assert "no model" in message_of(err).lower()
     view = ui.current("digits", "c")
     for _ in range(TINY.batch_size):
         view = ui.submit("digits", "c", view.cursor, true_label(session, view.image_id))
     wait_round(session)
-    choices, saved = ui.save_checkpoint("digits", "first")
+    choices, saved = ui.models.save_checkpoint("digits", "first")
     assert saved == "first" and [value for _, value in choices] == ["first"]
-    predictions = ui.load_checkpoint("digits", "first", view.cursor)
+    predictions = ui.models.load_checkpoint("digits", "first", view.cursor)
     assert predictions is not None and set(predictions) == set(DIGITS)
-    labels_csv = Path(ui.export("digits", "labels_csv"))
+    labels_csv = Path(ui.models.export("digits", "labels_csv"))
     assert labels_csv.is_file() and labels_csv.is_relative_to(ui.projects_dir / "digits")
     assert len(labels_csv.read_text().strip().splitlines()) >= TINY.batch_size + 1
-    assert Path(ui.export("digits", "provenance_json")).is_file()
+    assert Path(ui.models.export("digits", "provenance_json")).is_file()
     with pytest.raises(gr.Error) as err:
-        ui.export("digits", "nonsense")
+        ui.models.export("digits", "nonsense")
     assert "nonsense" in message_of(err)
 
 
@@ -353,9 +353,9 @@ def test_import_model_makes_a_project_on_the_file(ui: Handlers, tmp_path: Path) 
     weights = tmp_path / "my_model.safetensors"
     save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), str(weights))
     with pytest.raises(gr.Error) as err:
-        ui.import_model("mine", "", 3, "", None)
+        ui.models.import_model("mine", "", 3, "", None)
     assert "Choose a model" in message_of(err)
-    name, view, report = ui.import_model("mine", "test_efficientnet", 3, "", str(weights))
+    name, view, report = ui.models.import_model("mine", "test_efficientnet", 3, "", str(weights))
     session = registry.get(ui.projects_dir, name)
     assert view.labels == ["class 1", "class 2", "class 3"]
     assert session.settings.backbone_source == "file" and session.settings.backbone == "test_efficientnet"

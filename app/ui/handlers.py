@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,13 @@ import gradio as gr
 
 from app.core import tokens
 from app.core.errors import AppError
+from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings, default_settings
 from app.core.strategies import DEFAULT_STRATEGY
 from app.engine.session import ROUND_JOB, ActiveLearningSession
-from app.ui import registry
 from app.ui.errors import friendly
 from app.ui.model_handlers import ModelHandlers
+from app.ui.sessions import NO_PROJECT, Sessions
 from app.ui.views import (
     LabelView,
     Upcoming,
@@ -38,7 +38,6 @@ from app.ui.views import (
 )
 
 log = logging.getLogger(__name__)
-ProgressFn = Callable[[float, str], None]
 
 CUSTOM = "Custom (type a timm name)"
 MODEL_CHOICES: dict[str, tuple[str | None, str]] = {
@@ -50,7 +49,6 @@ MODEL_CHOICES: dict[str, tuple[str | None, str]] = {
     CUSTOM: (None, "hub"),
 }
 DEFAULT_SIZE = "Model default"
-NO_PROJECT = "Open a project or start a new one (left column)."
 
 
 def new_client_id(candidate: str | None = None) -> str:
@@ -102,8 +100,15 @@ class PollResult:
     round: int | None = None
 
 
-class Handlers(ModelHandlers):
-    """The page's actions over one projects folder."""
+class Handlers:
+    """The page's actions over one projects folder: projects, uploads and labeling; `models` holds the model ones.
+
+    Args:
+        projects_dir: where projects live (created if missing).
+        model_choices: model type name -> (timm name or None for a typed name, weights source).
+        base_settings: settings the New project form does not set (epochs, seed, ...).
+        allow_local_paths: folders and model files may be given by a path on this computer.
+    """
 
     def __init__(
         self,
@@ -113,33 +118,24 @@ class Handlers(ModelHandlers):
         base_settings: ProjectSettings | None = None,
         allow_local_paths: bool = False,
     ) -> None:
-        self.projects_dir = Path(projects_dir).expanduser().resolve()
-        self.projects_dir.mkdir(parents=True, exist_ok=True)
+        self.sessions = Sessions.at(projects_dir)
+        self.projects_dir = self.sessions.projects_dir
         self.model_choices = dict(model_choices or MODEL_CHOICES)
         self.base_settings = base_settings or default_settings()
         self.allow_local_paths = allow_local_paths
+        self.models = ModelHandlers(
+            self.sessions,
+            model_choices=self.model_choices,
+            base_settings=self.base_settings,
+            allow_local_paths=allow_local_paths,
+        )
         self._answers: dict[str, int] = {}  # client id -> the newest labeling answer made for it
         self._answer_ids = itertools.count(1)
 
     new_client = staticmethod(new_client_id)
 
-    # ------------------------------------------------------------------------------------------ sessions
-    def session(self, project: str | None) -> ActiveLearningSession:
-        if not project:
-            raise gr.Error(NO_PROJECT)
-        return registry.get(self.projects_dir, project)
-
-    def maybe_session(self, project: str | None) -> ActiveLearningSession | None:
-        """The open project, or None (a project that vanished is reported once by the caller)."""
-        if not project:
-            return None
-        try:
-            return registry.get(self.projects_dir, project)
-        except AppError:
-            return None
-
     def list_projects(self) -> list[str]:
-        return ActiveLearningSession.list_projects(self.projects_dir)
+        return self.sessions.names()
 
     # ------------------------------------------------------------------------------------------ projects
     @friendly
@@ -176,7 +172,7 @@ class Handlers(ModelHandlers):
     def start_project(self, name: str, labels_text: str, settings: ProjectSettings) -> tuple[str, LabelView]:
         """Create a project (Start Project); returns its name and the (empty) labeling view."""
         session = ActiveLearningSession.create(self.projects_dir, name, parse_labels(labels_text), settings)
-        session = registry.register(self.projects_dir, session)
+        session = self.sessions.register(session)
         return session.name, message_view(session, waiting_message(session))
 
     @friendly
@@ -184,8 +180,8 @@ class Handlers(ModelHandlers):
         """Open a project and show where it stopped (the image this tab had, else the next one of the batch)."""
         if not name:
             raise gr.Error("Choose a project in the list first.")
-        session = registry.get(self.projects_dir, name)
-        if registry.first_visit(self.projects_dir, session.name):
+        session = self.sessions.get(name)
+        if self.sessions.first_visit(session.name):
             # Claims in the store come from tabs of an earlier run: resume at the batch's first open image.
             session.labeling.resume(client)
         self.prepare(session)
@@ -206,7 +202,7 @@ class Handlers(ModelHandlers):
         if not project or (form_name or "").strip():
             current = parse_labels(labels_text)
             return "\n".join(current + [n for n in names if n not in current]), None
-        session = self.session(project)
+        session = self.sessions.get(project)
         for label in names:
             session.add_label(label)
         gr.Info(f"Added {', '.join(names)} to {session.name}.")
@@ -224,7 +220,7 @@ class Handlers(ModelHandlers):
         progress: ProgressFn | None = None,
     ) -> tuple[Any, LabelView]:
         """Import the gathered sources, then prepare the first batch in the background."""
-        session = self.session(project)
+        session = self.sessions.get(project)
 
         def report(done: int, total: int | None, source: str) -> None:
             if progress is not None:
@@ -265,14 +261,14 @@ class Handlers(ModelHandlers):
     def current(self, project: str | None, client: str) -> LabelView:
         if not project:
             return message_view(None, NO_PROJECT)
-        return self.next_view(self.session(project), client)
+        return self.next_view(self.sessions.get(project), client)
 
     @friendly
     def submit(
         self, project: str | None, client: str, cursor: dict | None, label: str | None, user: str | None = None
     ) -> LabelView | None:
         """Submit Label: record the label, show the next image. None (nothing changes) when no label is picked."""
-        session = self.session(project)
+        session = self.sessions.get(project)
         image_id = (cursor or {}).get("image_id")
         if image_id is None:
             gr.Warning("There is no image to label right now.")
@@ -301,7 +297,7 @@ class Handlers(ModelHandlers):
 
     @friendly
     def skip(self, project: str | None, client: str, cursor: dict | None) -> LabelView:
-        session = self.session(project)
+        session = self.sessions.get(project)
         image_id = (cursor or {}).get("image_id")
         if image_id is not None:
             session.skip(int(image_id))
@@ -310,7 +306,7 @@ class Handlers(ModelHandlers):
     @friendly
     def undo(self, project: str | None, client: str, cursor: dict | None, user: str | None = None) -> LabelView | None:
         """Undo: take back this tab's newest label and show that image again."""
-        session = self.session(project)
+        session = self.sessions.get(project)
         undone = session.undo(annotator(client, user))
         if undone is None:
             gr.Info("There is no label of yours to undo.")
@@ -323,7 +319,7 @@ class Handlers(ModelHandlers):
     @friendly
     def move(self, project: str | None, client: str, cursor: dict | None, step: int) -> LabelView | None:
         """Previous / Next inside the batch (images another tab is labeling are passed over)."""
-        session = self.session(project)
+        session = self.sessions.get(project)
         batch = session.batch()
         visible = session.labeling.browsable(batch, client)
         image_id = (cursor or {}).get("image_id")
@@ -363,7 +359,7 @@ class Handlers(ModelHandlers):
         return result
 
     def _poll(self, project: str | None, client: str, cursor: dict | None, last_key: str | None) -> PollResult:
-        session = self.maybe_session(project)
+        session = self.sessions.maybe(project)
         key = job_key(session)
         result = PollResult(status=status_html(session), key=key)
         if session is None or key == (last_key or ""):

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import gradio as gr
 
+from app.core.settings import ProjectSettings
 from app.engine.model_import import ModelSource, create_project_from_model, verify_model
 from app.engine.model_report import failure_markdown
-from app.engine.session import ActiveLearningSession
-from app.ui import registry
 from app.ui.errors import friendly
+from app.ui.sessions import Sessions
 from app.ui.views import LabelView, message_view, parse_labels, waiting_message
-
-if TYPE_CHECKING:
-    from app.core.settings import ProjectSettings
 
 
 class ModelHandlers:
-    """Mixed into `app.ui.handlers.Handlers`, which provides the attributes declared here."""
+    """The page's model actions over one projects folder (held by `app.ui.handlers.Handlers` as `models`).
 
-    projects_dir: Path
-    model_choices: dict[str, tuple[str | None, str]]
-    base_settings: ProjectSettings
-    allow_local_paths: bool
+    Args:
+        sessions: the projects folder's sessions, shared with the other handlers.
+        model_choices: model type name -> (timm name or None for a typed name, weights source).
+        base_settings: the settings an imported model's project starts from.
+        allow_local_paths: model files may be given by a path on this computer.
+    """
 
-    def session(self, project: str | None) -> ActiveLearningSession:
-        raise NotImplementedError
-
-    def maybe_session(self, project: str | None) -> ActiveLearningSession | None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        sessions: Sessions,
+        *,
+        model_choices: dict[str, tuple[str | None, str]],
+        base_settings: ProjectSettings,
+        allow_local_paths: bool,
+    ) -> None:
+        self.sessions = sessions
+        self.model_choices = model_choices
+        self.base_settings = base_settings
+        self.allow_local_paths = allow_local_paths
 
     # ------------------------------------------------------------------------------------------ your own model
     def model_source(
@@ -86,7 +89,7 @@ class ModelHandlers:
 
     def _sample_images(self, project: str | None, count: int = 3) -> list[tuple[str, str]]:
         """The open project's first images, as (path, original name)."""
-        session = self.maybe_session(project)
+        session = self.sessions.maybe(project)
         if session is None:
             return []
         return [(str(path), name) for path, name in session.image_files(count)]
@@ -111,7 +114,7 @@ class ModelHandlers:
         source = self.model_source(arch, model_file, local_path, allow_torchscript)
         settings = self.base_settings.replace(mode=mode or "fast")
         session, check = create_project_from_model(
-            self.projects_dir,
+            self.sessions.projects_dir,
             name,
             parse_labels(labels_text),
             source,
@@ -119,20 +122,20 @@ class ModelHandlers:
             num_classes=_classes(num_classes),
             images=[test_image] if test_image else [],
         )
-        session = registry.register(self.projects_dir, session)
+        session = self.sessions.register(session)
         gr.Info(check.message)
         return session.name, message_view(session, waiting_message(session)), check.markdown()
 
     # ------------------------------------------------------------------------------------------ models
     @friendly
     def save_checkpoint(self, project: str | None, name: str | None) -> tuple[list[tuple[str, str]], str]:
-        session = self.session(project)
+        session = self.sessions.get(project)
         saved = session.save_checkpoint((name or "").strip() or None)
         gr.Info(f"Saved the model as '{saved}'.")
         return self.checkpoint_choices(project), saved
 
     def checkpoint_choices(self, project: str | None) -> list[tuple[str, str]]:
-        session = self.maybe_session(project)
+        session = self.sessions.maybe(project)
         if session is None:
             return []
         return [
@@ -145,7 +148,7 @@ class ModelHandlers:
         """Load Checkpoint: make it the current model; returns its predictions for the image on screen."""
         if not name:
             raise gr.Error("Choose a checkpoint in the list first.")
-        session = self.session(project)
+        session = self.sessions.get(project)
         session.load_checkpoint(name)
         gr.Info(f"Loaded '{name}'.")
         image_id = (cursor or {}).get("image_id")
@@ -154,7 +157,7 @@ class ModelHandlers:
     @friendly
     def export(self, project: str | None, kind: str) -> str:
         """Write one export into the project's exports folder; returns the file to download."""
-        session = self.session(project)
+        session = self.sessions.get(project)
         return str(session.export(kind))
 
 

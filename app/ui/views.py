@@ -1,4 +1,4 @@
-"""What the labeling panel shows, as plain data (no Gradio here; `layout.py` turns it into component updates)."""
+"""What the labeling panel shows, as plain data (no Gradio here; `app.ui.updates` turns it into component updates)."""
 
 from __future__ import annotations
 
