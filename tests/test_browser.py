@@ -293,6 +293,28 @@ def test_fast_keys_double_clicks_and_held_keys_label_each_image_once(
     assert all(label == digit_of(name) for name, label in history)  # each label for the image it was typed for
 
 
+@pytest.mark.browser
+def test_a_reload_keeps_the_tabs_image_and_its_undo(page: Page, app: tuple[str, Path], tmp_path: Path) -> None:
+    """The tab's id survives a reload: it resumes at its own image and can still take back its label."""
+    labels = ["0", "1"]
+    files = [f for f in write_digits(tmp_path / "digits", size=32, limit=40) if digit_of(f.name) in labels]
+    session = engine_project(app[1], "browser-reload", files, labels, batch_size=10)
+    open_project(page, "browser-reload")
+    idle = "() => !document.body.classList.contains('al-pending')"
+    first = caption_name(page)
+    page.keyboard.press(str(labels.index(digit_of(first)) + 1))
+    page.wait_for_function(idle, timeout=TIMEOUT)
+    expect(page.locator("#al-caption strong").first).not_to_have_text(first)
+    second = caption_name(page)
+    page.reload()
+    expect(page.locator("#al-caption strong").first).to_have_text(second, timeout=TIMEOUT)
+    page.keyboard.press("u")
+    expect(page.locator("#al-caption strong").first).to_have_text(first, timeout=TIMEOUT)
+    assert [(a.undone, session.store.get_image(a.image_id).original_name) for a in session.store.history()] == [
+        (True, first)
+    ]
+
+
 def _record_latency(samples: list[dict]) -> None:
     """Write the key-to-image latencies to ``test-artifacts/keyboard_latency.json`` (a measurement, not a test)."""
     src = [s["src_changed_ms"] for s in samples]

@@ -33,6 +33,22 @@ def test_a_pick_labeled_while_the_round_ran_is_not_put_back(tmp_path: Path) -> N
     store.close()
 
 
+def test_undoing_a_label_someone_relabeled_since_does_not_hand_the_image_out_again(tmp_path: Path) -> None:
+    store = ProjectStore(tmp_path / "p")
+    store.ensure_labels(["a", "b"])
+    ids = add_images(store, 3)
+    store.set_batch([(i, "margin", 0.5) for i in ids])
+    x = store.claim_next("tab-a").image_id
+    store.add_annotation(x, "a", annotator="alice")
+    store.add_annotation(x, "b", annotator="bob")  # bob browsed back and relabeled it
+    assert store.undo_last("alice").image_id == x
+    assert store.label_of(x) == "b"
+    assert next(b for b in store.batch() if b.image_id == x).status == "labeled"
+    handed = [store.claim_next(c) for c in ("tab-a", "tab-b", "tab-c")]
+    assert x not in [h.image_id for h in handed if h is not None]
+    store.close()
+
+
 @pytest.mark.slow
 def test_threads_labeling_through_rounds_never_label_an_image_twice(tmp_path: Path) -> None:
     paths = write_digits(tmp_path / "imgs", size=32, limit=400)

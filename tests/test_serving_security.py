@@ -15,7 +15,7 @@ from app.engine.demo import write_digits
 from app.engine.session import ActiveLearningSession
 from app.ui import registry
 from app.ui.downloads import hand_out
-from app.ui.handlers import Handlers, annotator, new_client_id
+from app.ui.handlers import CUSTOM, Handlers, annotator, new_client_id
 from app.ui.host_guard import allowed, host_name
 from tests.browser_support import running_app
 from tests.ui_support import DIGITS, MODELS, TINY, wait_round
@@ -89,6 +89,9 @@ def test_a_request_for_another_host_or_from_another_site_is_refused(app_and_proj
         {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},
         {"Origin": "http://evil.example"},
         {"Origin": "null"},
+        {"Origin": f"http://127.0.0.1:{port + 1}"},  # a page of another local server
+        {"Origin": f"http://localhost:{port}"},  # not the page's own origin (Host is 127.0.0.1)
+        {"Host": f"evil.example:80@127.0.0.1:{port}"},
     ):
         response = _get(url, "/gradio_api/info", headers)
         assert response.status == 403, headers
@@ -177,3 +180,64 @@ def test_the_signed_in_name_is_the_annotator_and_undo_is_per_person(tmp_path: Pa
         assert [(a.annotator, a.undone) for a in session.store.history()] == [("alice", True), ("bob", False)]
     finally:
         registry.close_all(ui.projects_dir)
+
+
+def test_the_tab_id_round_trips_through_the_page_and_cannot_be_made_up(app_and_projects: tuple[str, Path]) -> None:
+    from gradio_client import Client
+
+    url, _ = app_and_projects
+    client = Client(url, verbose=False)
+    try:
+        first = client.predict("", "", api_name="/init")[0]  # the hidden box the tab keeps for its reloads
+        assert tokens.verify(first)
+        assert client.predict(first, "", api_name="/init")[0] == first  # a reload keeps the tab's id
+        forged = first[:-1] + ("0" if first[-1] != "0" else "1")
+        assert client.predict(forged, "", api_name="/init")[0] not in (forged, first)
+    finally:
+        client.close()
+
+
+def test_labeling_without_the_page_load_is_refused(app_and_projects: tuple[str, Path]) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError as ClientAppError
+
+    url, _ = app_and_projects
+    client = Client(url, verbose=False)
+    try:
+        client.predict("mine", api_name="/open_project")
+        with pytest.raises(ClientAppError, match="reload the page"):
+            client.predict("3", api_name="/submit_label")
+        with pytest.raises(ClientAppError, match="reload the page"):
+            client.predict(api_name="/undo")
+    finally:
+        client.close()
+
+
+def test_names_in_messages_and_reports_are_shown_as_text(tmp_path: Path) -> None:
+    from app.core.errors import AppError
+    from app.engine.model_report import failure_markdown
+    from app.ui.errors import friendly
+
+    report = failure_markdown("The file names '<img src=https://evil.example/b.png>' as its architecture.")
+    assert "<img" not in report
+
+    @friendly
+    def refuse() -> None:
+        raise AppError("The label '<img src=https://evil.example/b.png>' is unknown.")
+
+    with pytest.raises(Exception) as err:
+        refuse()
+    assert "<img" not in err.value.message and "&lt;img" in err.value.message
+
+
+def test_server_model_folders_are_refused_when_the_app_is_shared(tmp_path: Path) -> None:
+    import gradio as gr
+
+    shared = Handlers(tmp_path / "projects", model_choices=MODELS, base_settings=TINY)
+    for name in ("local-dir:/srv/models/private", "/etc", "~/models"):
+        with pytest.raises(gr.Error, match="cannot be used when the app is shared"):
+            shared.models.model_source(name, None, None, False)
+        with pytest.raises(gr.Error, match="cannot be used when the app is shared"):
+            shared.form_settings(CUSTOM, name, "margin", 5, 0.2, "fast", "Model default")
+    local = Handlers(tmp_path / "projects", model_choices=MODELS, base_settings=TINY, allow_local_paths=True)
+    assert local.models.model_source("local-dir:/srv/models/mine", None, None, False).arch.startswith("local-dir:")

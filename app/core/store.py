@@ -390,7 +390,8 @@ class ProjectStore:
     def undo_last(self, annotator: str | None = None) -> Annotation | None:
         """Mark the newest non-undone annotation (of ``annotator``, if given) undone and return it.
 
-        Its image's batch item, if still in the batch, goes back to "pending" (the claim is kept).
+        Its image's batch item, if still in the batch, goes back to "pending" (the claim is kept), unless somebody
+        labeled the image again after this annotation: then it stays done.
         """
         where = "a.undone = 0" + ("" if annotator is None else " AND a.annotator = ?")
         params = () if annotator is None else (annotator,)
@@ -400,7 +401,12 @@ class ProjectStore:
             if row is None:
                 return None
             conn.execute("UPDATE annotations SET undone = 1 WHERE id = ?", (row["id"],))
-            conn.execute("UPDATE batch SET status = 'pending' WHERE image_id = ?", (row["image_id"],))
+            later = conn.execute(
+                "SELECT 1 FROM annotations WHERE image_id = ? AND undone = 0 AND id > ? LIMIT 1",
+                (row["image_id"], row["id"]),
+            ).fetchone()
+            if later is None:  # a later label (someone relabeled the image since) keeps it done
+                conn.execute("UPDATE batch SET status = 'pending' WHERE image_id = ?", (row["image_id"],))
             return Annotation(**{**dict(row), "undone": True})
 
         return self._tx(work)

@@ -121,4 +121,4 @@ _SOURCE_NAMES = {"bundled": "bundled, offline", "hub": "Hugging Face hub", "file
 
 def failure_markdown(message: str) -> str:
     """The report for a model that could not be loaded."""
-    return f"### Model check failed ✗\n\n{message}"
+    return f"### Model check failed ✗\n\n{escape_inline(message)}"

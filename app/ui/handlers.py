@@ -21,8 +21,8 @@ from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings, default_settings
 from app.core.strategies import DEFAULT_STRATEGY
 from app.engine.session import ROUND_JOB, ActiveLearningSession
-from app.ui.errors import friendly
-from app.ui.model_handlers import ModelHandlers
+from app.ui.errors import friendly, plain
+from app.ui.model_handlers import ModelHandlers, check_model_name
 from app.ui.sessions import NO_PROJECT, Sessions
 from app.ui.views import (
     LabelView,
@@ -72,7 +72,7 @@ def _image_size(value: Any) -> int | None:
     try:
         return int(float(str(value).strip()))
     except ValueError:
-        raise gr.Error(f"The image size must be a number of pixels, like 224 (got '{value}').") from None
+        raise gr.Error(f"The image size must be a number of pixels, like 224 (got '{plain(value)}').") from None
 
 
 @dataclass
@@ -151,10 +151,11 @@ class Handlers:
     ) -> ProjectSettings:
         """The settings the New project form describes, over the app's defaults."""
         if model not in self.model_choices:
-            raise gr.Error(f"Unknown model type '{model}'; choose one from the list.")
+            raise gr.Error(f"Unknown model type '{plain(model)}'; choose one from the list.")
         arch, source = self.model_choices[model]
         if arch is None:
             arch = (custom_arch or "").strip()
+            check_model_name(arch, self.allow_local_paths)
             if not arch:
                 raise gr.Error("Type the timm model name for the custom model, for example 'efficientnet_b0'.")
         return self.base_settings.replace(
@@ -205,7 +206,7 @@ class Handlers:
         session = self.sessions.get(project)
         for label in names:
             session.add_label(label)
-        gr.Info(f"Added {', '.join(names)} to {session.name}.")
+        gr.Info(plain(f"Added {', '.join(names)} to {session.name}."))
         return labels_text, session.labels
 
     # ------------------------------------------------------------------------------------------ data
@@ -313,7 +314,7 @@ class Handlers:
             return None
         view = image_view(session, undone.image_id, client=client)
         view.selected = None
-        gr.Info(f"Took back '{undone.label}'.")
+        gr.Info(plain(f"Took back '{undone.label}'."))
         return view
 
     @friendly
@@ -367,7 +368,7 @@ class Handlers:
         result.round = session.current_round()
         status = session.round_status()
         if status is not None and status.state == "failed" and last_key is not None:
-            gr.Warning(status.error or "The last round failed.")
+            gr.Warning(plain(status.error or "The last round failed."))
         image_id = (cursor or {}).get("image_id")
         try:
             if image_id is None:

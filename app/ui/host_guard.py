@@ -10,11 +10,13 @@ request gets no CORS header.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_HOST_HEADER = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 REFUSED = (
     b"This app only answers http://127.0.0.1 or http://localhost on the computer it runs on. "
     b"To reach it from elsewhere, start it with --host, or --share with --auth."
@@ -26,13 +28,20 @@ ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitabl
 
 def host_name(value: str) -> str:
     """The bare host name of a Host header or an origin ("127.0.0.1:7860" -> "127.0.0.1", "[::1]:80" -> "::1")."""
+    return _address(value)[0]
+
+
+def _address(value: str) -> tuple[str, int | None]:
+    """(host name, port) of a Host header or an origin; the scheme's port when none is written."""
     text = value.strip()
     if "://" not in text:
         text = f"http://{text}"
     try:
-        return (urlsplit(text).hostname or "").lower()
+        parts = urlsplit(text)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        return (parts.hostname or "").lower(), port
     except ValueError:
-        return ""
+        return "", None
 
 
 def is_loopback(name: str) -> bool:
@@ -44,11 +53,14 @@ def is_loopback(name: str) -> bool:
 
 
 def allowed(headers: dict[str, str]) -> bool:
-    """Whether a request with these (lower-case) headers comes to a loopback name from a loopback page, if any."""
-    if not is_loopback(host_name(headers.get("host", ""))):
+    """Whether a request with these (lower-case) headers names a loopback host and, when it comes from a page,
+    from a page of this very server (same host and port: another local server's page is refused too)."""
+    raw = headers.get("host", "")
+    host = _address(raw)
+    if not _HOST_HEADER.match(raw) or not is_loopback(host[0]):
         return False
     origin = headers.get("origin")
-    return origin is None or is_loopback(host_name(origin))
+    return origin is None or _address(origin) == host
 
 
 class LoopbackGuard:

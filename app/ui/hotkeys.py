@@ -186,16 +186,16 @@ INIT_JS = r"""
 (client, project) => {
   let id = client, saved = null;
   try {
-    id = sessionStorage.getItem("al-client");
-    if (!id) {
-      id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
-        : Date.now().toString(16) + Math.random().toString(16).slice(2) + Math.random().toString(16).slice(2);
-      sessionStorage.setItem("al-client", id);
-    }
+    id = sessionStorage.getItem("al-client") || "";
     saved = sessionStorage.getItem("al-project");
   } catch (e) {}
   return [id, saved || project];
 }
+"""
+
+# The server answers `init` with the tab's signed id; the tab keeps it for its reloads.
+REMEMBER_CLIENT_JS = r"""
+(client) => { try { if (client) sessionStorage.setItem("al-client", client); } catch (e) {} return []; }
 """
 
 REMEMBER_PROJECT_JS = r"""

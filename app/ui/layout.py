@@ -15,7 +15,7 @@ import gradio as gr
 
 from app.core.settings import ProjectSettings
 from app.ui.handlers import NO_PROJECT, Handlers
-from app.ui.hotkeys import INIT_JS, REMEMBER_PROJECT_JS
+from app.ui.hotkeys import INIT_JS, REMEMBER_CLIENT_JS, REMEMBER_PROJECT_JS
 from app.ui.panels.dashboard import DashboardPanel, build_dashboard_panel, wire_dashboard_panel
 from app.ui.panels.labeling import LabelPanel, build_label_panel, wire_label_panel
 from app.ui.panels.models import ModelPanel, build_model_panel, wire_model_panel
@@ -122,7 +122,8 @@ def wire_page(page: Page, h: Handlers) -> None:
     s, view, opened = page.states, page.view_outputs(), page.opened_outputs()
 
     def init(client: str | None, project: str | None) -> tuple[Any, ...]:
-        """Page load: the tab's client id and project come from its sessionStorage (see `INIT_JS`)."""
+        """Page load: the tab's id and project come from its sessionStorage (see `INIT_JS`); an id the server did
+        not sign is replaced, and the id goes back to the tab, which keeps it for its reloads."""
         client = h.new_client(client)
         names = h.list_projects()
         label_view: LabelView
@@ -136,11 +137,14 @@ def wire_page(page: Page, h: Handlers) -> None:
             project, label_view = None, message_view(None, NO_PROJECT)
         dropdown = gr.update(choices=names, value=project)
         box = uploads_box(h, project)
-        return (client, project, project or "", dropdown, box, *view_updates(label_view, choices=True))
+        return (client, client, project, project or "", dropdown, box, *view_updates(label_view, choices=True))
 
     # gr.State never reaches the browser, so hidden textboxes carry the values sessionStorage keeps.
-    page.blocks.load(init, [s.client_box, s.project_box], [s.client, *opened], js=INIT_JS, api_name="init")
+    page.blocks.load(
+        init, [s.client_box, s.project_box], [s.client, s.client_box, *opened], js=INIT_JS, api_name="init"
+    )
     s.project_box.change(None, [s.project_box], None, js=REMEMBER_PROJECT_JS)
+    s.client_box.change(None, [s.client_box], None, js=REMEMBER_CLIENT_JS)
 
     def poll(project, client, cursor, key) -> tuple[Any, ...]:
         return poll_updates(h.poll(project, client, cursor, key))

@@ -7,9 +7,24 @@ import gradio as gr
 from app.core.settings import ProjectSettings
 from app.engine.model_import import ModelSource, create_project_from_model, verify_model
 from app.engine.model_report import failure_markdown
-from app.ui.errors import friendly
+from app.ui.errors import friendly, plain
 from app.ui.sessions import Sessions
 from app.ui.views import LabelView, message_view, parse_labels, waiting_message
+
+LOCAL_NAME_PREFIXES = ("local-dir:", "file:", "/", "~", ".")
+
+
+def check_model_name(arch: str, allow_local_paths: bool) -> None:
+    """Refuse a model name that points into this server's disk (timm's ``local-dir:``) unless local paths are on.
+
+    Raises:
+        gr.Error: the name reads a server folder and the app serves other people (`--host`, `--share`).
+    """
+    if not allow_local_paths and arch.strip().lower().startswith(LOCAL_NAME_PREFIXES):
+        raise gr.Error(
+            "Model folders on the server cannot be used when the app is shared; "
+            "upload the model file instead, or type a timm or hf-hub: name."
+        )
 
 
 class ModelHandlers:
@@ -47,6 +62,7 @@ class ModelHandlers:
             if name is None:
                 raise gr.Error("Type the timm model name in the Model box, for example 'resnet18'.")
             arch = name
+        check_model_name(arch, self.allow_local_paths)
         weights = model_file or ((local_path or "").strip() if self.allow_local_paths else "") or None
         if not arch and not weights:
             raise gr.Error("Choose a model: type a timm name (e.g. resnet18) or an hf-hub: name, or add a model file.")
@@ -123,7 +139,7 @@ class ModelHandlers:
             images=[test_image] if test_image else [],
         )
         session = self.sessions.register(session)
-        gr.Info(check.message)
+        gr.Info(plain(check.message))
         return session.name, message_view(session, waiting_message(session)), check.markdown()
 
     # ------------------------------------------------------------------------------------------ models
@@ -131,7 +147,7 @@ class ModelHandlers:
     def save_checkpoint(self, project: str | None, name: str | None) -> tuple[list[tuple[str, str]], str]:
         session = self.sessions.get(project)
         saved = session.save_checkpoint((name or "").strip() or None)
-        gr.Info(f"Saved the model as '{saved}'.")
+        gr.Info(plain(f"Saved the model as '{saved}'."))
         return self.checkpoint_choices(project), saved
 
     def checkpoint_choices(self, project: str | None) -> list[tuple[str, str]]:
@@ -150,7 +166,7 @@ class ModelHandlers:
             raise gr.Error("Choose a checkpoint in the list first.")
         session = self.sessions.get(project)
         session.load_checkpoint(name)
-        gr.Info(f"Loaded '{name}'.")
+        gr.Info(plain(f"Loaded '{name}'."))
         image_id = (cursor or {}).get("image_id")
         return None if image_id is None else session.predictions(int(image_id))
 

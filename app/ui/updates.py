@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.core import tokens
 from app.ui.handlers import Handlers, PollResult
 from app.ui.imagebox import image_html, upcoming_html
 from app.ui.views import LabelView, label_choices
@@ -22,6 +23,13 @@ QUIET = {"show_progress": "hidden"}  # errors come as a toast; no spinner or err
 def skips(n: int) -> tuple[Any, ...]:
     """`n` "leave unchanged" updates, each its own object (Gradio consumes update dicts as it applies them)."""
     return tuple(gr.skip() for _ in range(n))
+
+
+def signed(client: str | None) -> str:
+    """The tab's id when the server handed it out; otherwise the action is refused (labels need a known tab)."""
+    if not tokens.verify(client):
+        raise gr.Error("This tab has no valid id: reload the page, then label again.")
+    return str(client)
 
 
 def user(request: gr.Request | None) -> str | None:

@@ -11,7 +11,7 @@ from app.ui.handlers import Handlers
 from app.ui.hotkeys import KEYS_HELP
 from app.ui.imagebox import answer_html, image_html
 from app.ui.states import States
-from app.ui.updates import FAST, user, view_updates
+from app.ui.updates import FAST, signed, user, view_updates
 from app.ui.views import LabelView
 
 PREDICTIONS = "Model's guess"
@@ -89,22 +89,22 @@ def wire_label_panel(panel: LabelPanel, states: States, h: Handlers) -> None:
         return (*view_updates(view), answer_html())
 
     def submit(project, client, cursor, label, request: gr.Request) -> tuple[Any, ...]:
-        return answered(client, h.submit(project, client, cursor, label, user(request)))
+        return answered(client, h.submit(project, signed(client), cursor, label, user(request)))
 
     def pick(project, client, cursor, label, auto, request: gr.Request) -> tuple[Any, ...]:
-        return answered(client, h.pick(project, client, cursor, label, bool(auto), user(request)))
+        return answered(client, h.pick(project, signed(client), cursor, label, bool(auto), user(request)))
 
     def skip(project, client, cursor) -> tuple[Any, ...]:
-        return answered(client, h.skip(project, client, cursor))
+        return answered(client, h.skip(project, signed(client), cursor))
 
     def undo(project, client, cursor, request: gr.Request) -> tuple[Any, ...]:
-        return answered(client, h.undo(project, client, cursor, user(request)))
+        return answered(client, h.undo(project, signed(client), cursor, user(request)))
 
     def previous(project, client, cursor) -> tuple[Any, ...]:
-        return answered(client, h.move(project, client, cursor, -1))
+        return answered(client, h.move(project, signed(client), cursor, -1))
 
     def following(project, client, cursor) -> tuple[Any, ...]:
-        return answered(client, h.move(project, client, cursor, +1))
+        return answered(client, h.move(project, signed(client), cursor, +1))
 
     who, label_out = [states.project, states.client, states.cursor], [*panel.view_outputs(states.cursor), panel.answer]
     panel.submit.click(submit, [*who, panel.labels], label_out, api_name="submit_label", **FAST)
