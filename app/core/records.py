@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
+
+from app.core.errors import StoreError
 
 # Ordered migrations: MIGRATIONS[i] brings the schema from version i to i + 1. Never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -87,3 +91,26 @@ class RoundRow:
     seconds: float
     metrics: dict
     checkpoint: str | None
+
+
+def opt_float(value: float | None) -> float | None:
+    """None, or a plain float (numpy scalars included)."""
+    return None if value is None else float(value)
+
+
+def to_json(value: Any, what: str) -> str:
+    """JSON for a settings or metrics value; numpy values become plain numbers and lists.
+
+    Raises:
+        StoreError: the value is not plain data (`what` names it in the message).
+    """
+
+    def plain(item: Any) -> Any:
+        if hasattr(item, "tolist"):  # numpy scalars and arrays
+            return item.tolist()
+        raise TypeError(f"{type(item).__name__} is not JSON serialisable")
+
+    try:
+        return json.dumps(value, default=plain)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} could not be saved because it is not plain data ({exc}).") from exc

@@ -21,18 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core.errors import LabelInUseError, StoreError
-from app.core.records import MIGRATIONS, SCHEMA_VERSION, Annotation, BatchItem, ImageRow, RoundRow
+from app.core import batch_rows, label_rows
+from app.core.errors import StoreError
+from app.core.records import MIGRATIONS, SCHEMA_VERSION, Annotation, BatchItem, ImageRow, RoundRow, opt_float, to_json
 
-__all__ = [
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "Annotation",
-    "BatchItem",
-    "ImageRow",
-    "ProjectStore",
-    "RoundRow",
-]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Annotation", "BatchItem", "ImageRow", "ProjectStore", "RoundRow"]
 
 T = TypeVar("T")
 
@@ -44,34 +37,6 @@ BATCH_STATUSES = ("pending", "labeled", "skipped")
 _CURRENT = "SELECT image_id, label_id, MAX(id) AS ann_id FROM annotations WHERE undone = 0 GROUP BY image_id"
 _ANNOTATION_SELECT = """SELECT a.id, a.image_id, l.name AS label, a.annotator, a.created_at, a.round, a.strategy,
     a.score, a.seconds, a.undone FROM annotations a JOIN labels l ON l.id = a.label_id"""
-
-
-def _opt_float(value: float | None) -> float | None:
-    return None if value is None else float(value)  # also turns numpy scalars into plain floats
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, default=_plain)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"{what} could not be saved because it is not plain data ({exc}).") from exc
-
-
-def _labeled_among(conn: sqlite3.Connection, image_ids: Sequence[int]) -> set[int]:
-    """The images of `image_ids` that have a current (not undone) label, read inside the caller's transaction."""
-    found: set[int] = set()
-    for start in range(0, len(image_ids), 500):
-        chunk = [int(i) for i in image_ids[start : start + 500]]
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT DISTINCT image_id FROM annotations WHERE undone = 0 AND image_id IN ({marks})"
-        found.update(row[0] for row in conn.execute(sql, chunk))
-    return found
 
 
 def _annotation(row: sqlite3.Row) -> Annotation:
@@ -214,7 +179,7 @@ class ProjectStore:
 
     def update_settings(self, **values: Any) -> None:
         """Store JSON-serialisable values under their keys (existing keys are replaced)."""
-        encoded = [(key, _dumps(value, f"The setting '{key}'")) for key, value in values.items()]
+        encoded = [(key, to_json(value, f"The setting '{key}'")) for key, value in values.items()]
         sql = "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
         self._tx(lambda c: c.executemany(sql, encoded))
 
@@ -223,89 +188,36 @@ class ProjectStore:
         rows = self._all("SELECT name FROM labels ORDER BY position, id")
         return [row["name"] for row in rows]
 
-    @staticmethod
-    def _clean_label(name: str) -> str:
-        cleaned = str(name).strip()
-        if not cleaned:
-            raise StoreError("A label name cannot be empty. Type a name for the label.")
-        return cleaned
-
-    @staticmethod
-    def _label_id(conn: sqlite3.Connection, name: str) -> int:
-        row = conn.execute("SELECT id FROM labels WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise StoreError(f"The label '{name}' does not exist. Add it to the project first.")
-        return row["id"]
-
-    @staticmethod
-    def _insert_label(conn: sqlite3.Connection, name: str) -> None:
-        if conn.execute("SELECT 1 FROM labels WHERE name = ?", (name,)).fetchone():
-            raise StoreError(f"The label '{name}' already exists.")
-        conn.execute(
-            "INSERT INTO labels (name, position) VALUES (?, (SELECT COALESCE(MAX(position), -1) + 1 FROM labels))",
-            (name,),
-        )
-
     def add_label(self, name: str) -> None:
         """Append a label at the end of the list (the name is stripped)."""
-        cleaned = self._clean_label(name)
-        self._tx(lambda c: self._insert_label(c, cleaned))
+        cleaned = label_rows.clean(name)
+        self._tx(lambda c: label_rows.insert(c, cleaned))
 
     def ensure_labels(self, names: Iterable[str]) -> list[str]:
         """Add the labels that do not exist yet, in the given order; return the newly added names."""
-        wanted = list(dict.fromkeys(self._clean_label(name) for name in names))
+        wanted = list(dict.fromkeys(label_rows.clean(name) for name in names))
 
         def work(conn: sqlite3.Connection) -> list[str]:
             existing = {row["name"] for row in conn.execute("SELECT name FROM labels")}
             added = [name for name in wanted if name not in existing]
             for name in added:
-                self._insert_label(conn, name)
+                label_rows.insert(conn, name)
             return added
 
         return self._tx(work)
 
     def rename_label(self, old: str, new: str) -> None:
         """Rename a label; its annotations follow because they reference the label by id."""
-        cleaned = self._clean_label(new)
-
-        def work(conn: sqlite3.Connection) -> None:
-            label_id = self._label_id(conn, old)
-            if cleaned == old:
-                return
-            if conn.execute("SELECT 1 FROM labels WHERE name = ?", (cleaned,)).fetchone():
-                raise StoreError(
-                    f"The label '{cleaned}' already exists. Merge '{old}' into '{cleaned}' instead of renaming it."
-                )
-            conn.execute("UPDATE labels SET name = ? WHERE id = ?", (cleaned, label_id))
-
-        self._tx(work)
+        cleaned = label_rows.clean(new)
+        self._tx(lambda conn: label_rows.rename(conn, old, cleaned))
 
     def merge_labels(self, source: str, target: str) -> None:
         """Move every annotation of ``source`` to ``target`` and remove ``source``."""
-
-        def work(conn: sqlite3.Connection) -> None:
-            source_id, target_id = self._label_id(conn, source), self._label_id(conn, target)
-            if source_id == target_id:
-                raise StoreError(f"Cannot merge the label '{source}' into itself. Pick a different target label.")
-            conn.execute("UPDATE annotations SET label_id = ? WHERE label_id = ?", (target_id, source_id))
-            conn.execute("DELETE FROM labels WHERE id = ?", (source_id,))
-
-        self._tx(work)
+        self._tx(lambda conn: label_rows.merge(conn, source, target))
 
     def delete_label(self, name: str) -> None:
         """Delete an unused label; raises LabelInUseError if any annotation (even an undone one) uses it."""
-
-        def work(conn: sqlite3.Connection) -> None:
-            label_id = self._label_id(conn, name)
-            used = conn.execute("SELECT COUNT(*) FROM annotations WHERE label_id = ?", (label_id,)).fetchone()[0]
-            if used:
-                raise LabelInUseError(
-                    f"The label '{name}' is used by {used} annotation{'' if used == 1 else 's'}; "
-                    "merge it into another label instead of deleting it."
-                )
-            conn.execute("DELETE FROM labels WHERE id = ?", (label_id,))
-
-        self._tx(work)
+        self._tx(lambda conn: label_rows.delete(conn, name))
 
     # ----------------------------------------------------------------------------------------- images
     def add_image(
@@ -371,10 +283,10 @@ class ProjectStore:
     ) -> int:
         """Append an annotation (it becomes the image's current label) and mark its batch item "labeled"."""
         image_id = int(image_id)
-        values = (image_id, annotator, int(round), strategy, _opt_float(score), _opt_float(seconds))
+        values = (image_id, annotator, int(round), strategy, opt_float(score), opt_float(seconds))
 
         def work(conn: sqlite3.Connection) -> int:
-            label_id = self._label_id(conn, label)
+            label_id = label_rows.label_id(conn, label)
             if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
                 raise StoreError(f"There is no image with id {image_id} in this project.")
             cursor = conn.execute(
@@ -438,7 +350,7 @@ class ProjectStore:
         self, *, labeled: int, strategy: str, seconds: float, metrics: dict, checkpoint: str | None = None
     ) -> int:
         """Record a finished round; returns its number (1 for the first)."""
-        encoded = _dumps(metrics, "The round's metrics")
+        encoded = to_json(metrics, "The round's metrics")
 
         def work(conn: sqlite3.Connection) -> int:
             number = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM rounds").fetchone()[0]
@@ -486,58 +398,18 @@ class ProjectStore:
         running) are dropped in the same transaction, so no image is handed out again once labeled. ``size``
         keeps only the first that many of the remaining new picks (callers pass spare picks for that reason).
         """
-        picked = [(int(image_id), str(strategy), _opt_float(score)) for image_id, strategy, score in items]
+        picked = [(int(image_id), str(strategy), opt_float(score)) for image_id, strategy, score in items]
         if len({row[0] for row in picked}) != len(picked):
             raise StoreError("The batch lists the same image twice. Each image can appear only once in a batch.")
 
-        def work(conn: sqlite3.Connection) -> None:
-            held = [
-                tuple(r)
-                for r in conn.execute(
-                    """SELECT image_id, strategy, score, claimed_by, claimed_at FROM batch WHERE status = 'pending'
-                AND claimed_by IS NOT NULL AND claimed_at >= ? ORDER BY position""",
-                    (time.time() - keep_claims_after,),
-                )
-            ]
-            labeled = _labeled_among(conn, [row[0] for row in picked])
-            fresh = [row for row in picked if row[0] not in labeled]
-            new = {row[0]: row for row in fresh}
-            rows = [(*new.pop(h[0], tuple(h[:3])), h[3], h[4]) for h in held]
-            rest = [row for row in fresh if row[0] in new]
-            rows += [(*row, None, None) for row in (rest if size is None else rest[: max(0, size)])]
-            conn.execute("DELETE FROM batch")
-            try:
-                conn.executemany(
-                    "INSERT INTO batch (position, image_id, strategy, score, claimed_by, claimed_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [(pos, *row) for pos, row in enumerate(rows)],
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError("The batch refers to an image that is not in this project.") from exc
-
-        self._tx(work)
+        self._tx(lambda conn: batch_rows.replace(conn, picked, keep_claims_after, size))
 
     def extend_batch(self, items: Sequence[tuple[int, str, float | None]]) -> None:
         """Append ``(image_id, strategy, score)`` items after the current batch, pending and unclaimed.
 
-        Images already in the batch are left as they are.
+        Images already in the batch, and images labeled meanwhile, are left out.
         """
-
-        def work(conn: sqlite3.Connection) -> None:
-            start = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM batch").fetchone()[0]
-            present = {row[0] for row in conn.execute("SELECT image_id FROM batch")}
-            rows, seen = [], present | _labeled_among(conn, [int(item[0]) for item in items])
-            for image_id, strategy, score in items:
-                if int(image_id) in seen:
-                    continue
-                seen.add(int(image_id))
-                rows.append((start + len(rows), int(image_id), str(strategy), _opt_float(score)))
-            try:
-                conn.executemany("INSERT INTO batch (position, image_id, strategy, score) VALUES (?, ?, ?, ?)", rows)
-            except sqlite3.IntegrityError as exc:
-                raise StoreError("The batch refers to an image that is not in this project.") from exc
-
-        self._tx(work)
+        self._tx(lambda conn: batch_rows.append(conn, items))
 
     def batch(self) -> list[BatchItem]:
         rows = self._all("SELECT * FROM batch ORDER BY position")
@@ -563,17 +435,4 @@ class ProjectStore:
         pending item that is unclaimed or whose claim is older than ``stale_after`` seconds. Returns None when no
         pending item is left or every pending item is freshly claimed by another client.
         """
-
-        def work(conn: sqlite3.Connection) -> BatchItem | None:
-            now = time.time()
-            row = conn.execute(
-                """SELECT position FROM batch WHERE status = 'pending' AND (claimed_by IS :me OR claimed_by IS NULL
-                OR claimed_at IS NULL OR claimed_at < :stale) ORDER BY claimed_by IS :me DESC, position LIMIT 1""",
-                {"me": client_id, "stale": now - stale_after},
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute("UPDATE batch SET claimed_by = ?, claimed_at = ? WHERE position = ?", (client_id, now, row[0]))
-            return BatchItem(**dict(conn.execute("SELECT * FROM batch WHERE position = ?", (row[0],)).fetchone()))
-
-        return self._tx(work)
+        return self._tx(lambda conn: batch_rows.claim(conn, client_id, stale_after))
