@@ -140,7 +140,7 @@ def _auth_pairs(items: Sequence[str], auth_file: str | None) -> list[tuple[str, 
     pairs = [_auth_pair(item, "--auth takes USER:PASS, for example --auth ann:secret.") for item in items]
     if auth_file:
         try:
-            lines = Path(auth_file).expanduser().read_text(encoding="utf-8").splitlines()
+            lines = Path(auth_file).expanduser().read_text(encoding="utf-8-sig").splitlines()  # BOM: not in a name
         except (OSError, UnicodeDecodeError) as exc:
             raise AppError(f"--auth-file: cannot read '{auth_file}' ({exc}); give a UTF-8 text file.") from exc
         for number, line in enumerate(lines, start=1):

@@ -69,3 +69,36 @@ def test_labels_csv_is_neutralized_and_provenance_keeps_the_exact_text(store: Pr
     prov = json.loads(provenance_json(store, tmp_path / "provenance.json").read_text(encoding="utf-8"))
     assert [(item["original_name"], item["label"]) for item in prov["images"]] == pairs
     assert prov["labels"] == list(dict.fromkeys(labels))
+
+
+HIDDEN_STARTS = [" =1+1", "  +1", "\xa0=1+1", "\u3000=1+1", "\u200b=1+1", "\ufeff=1+1", "\u2060@SUM(A1)", "\n=1+1"]
+FULLWIDTH_STARTS = ["\uff1d1+1", "\uff0b1+1", "\uff0d1+1", "\uff20SUM(A1)", " \u3000\uff1dcmd"]
+
+
+def test_a_formula_start_behind_spaces_or_invisible_characters_gets_a_quote() -> None:
+    for text in [*HIDDEN_STARTS, *FULLWIDTH_STARTS]:
+        assert neutralize_cell(text) == "'" + text, repr(text)
+    for value in [" plain", "\xa0a=b", "\u200b", " ", "\ufeffok", "a\uff1db"]:
+        assert neutralize_cell(value) == value, repr(value)
+
+
+def test_every_csv_cell_is_quoted_so_a_separator_inside_a_cell_never_splits_it(
+    store: ProjectStore, tmp_path: Path
+) -> None:
+    pairs = [("a;=1+1.png", "a;=1+1"), ("b,=2+2.png", "x,@SUM(A1)"), ("c.png", "\u200b=3+3")]
+    _label_images(store, pairs)
+
+    text = labels_csv(store, tmp_path / "labels.csv").read_bytes().decode("utf-8")
+
+    lines = text.split("\r\n")
+    assert lines[0] == '"image_id","original_name","path","label"'
+    assert lines[1].startswith('"1","a;=1+1.png","') and lines[1].endswith('","a;=1+1"')
+    assert lines[3].endswith('","\'\u200b=3+3"')
+    for line in filter(None, lines):  # every cell is quoted: a spreadsheet splitting on ';' or ',' keeps it whole
+        [cells] = list(csv.reader([line]))
+        assert line == ",".join('"' + cell.replace('"', '""') + '"' for cell in cells)
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [(row["original_name"], row["label"]) for row in rows] == [
+        (neutralize_cell(name), neutralize_cell(label)) for name, label in pairs
+    ]
+    assert pd.api.types.is_integer_dtype(pd.read_csv(tmp_path / "labels.csv")["image_id"])

@@ -347,7 +347,7 @@ def test_zip_slip_entries_are_rejected_and_nothing_is_written_outside(store: Pro
     for entry in ("../evil.png", "/abs.png", "imgs/../../up.png", "C:/windows.png"):
         assert by_source[f"{archive}:{entry}"] == slip
     assert NOT_IMAGE in by_source[f"{archive}:fake.png"]
-    assert "inside a folder are not opened" in by_source[f"{archive}:nested.zip"]
+    assert "inside a zip archive are not opened" in by_source[f"{archive}:nested.zip"]
     assert files_outside(tmp_path, store.root) == before
     assert [path.read_bytes() for path in stored_files(store)] == [good]
 

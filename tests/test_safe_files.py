@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,33 @@ def test_atomic_files_replace_the_written_files_only(tmp_path: Path) -> None:
         (tmp / "two.txt").write_text("2")
     assert {p.name: p.read_text() for p in target.iterdir()} == {"one.txt": "1", "two.txt": "2"}
     assert sorted(tmp_path.iterdir()) == [target]
+
+
+def test_opening_a_project_removes_temp_files_that_killed_saves_left(tmp_path: Path) -> None:
+    from app.core.atomic import temp_sibling
+    from app.engine.session import ActiveLearningSession
+
+    ActiveLearningSession.create(tmp_path, "p", LABELS).close()
+    root = tmp_path / "p"
+    (root / "exports" / "model").mkdir(parents=True)
+    (root / "embeddings" / "key").mkdir(parents=True)
+    (root / "checkpoints").mkdir(exist_ok=True)
+    old_file = temp_sibling(root / "checkpoints" / "round_0001.ckpt")
+    old_folder = temp_sibling(root / "exports" / "model")  # what atomic_files stages a model folder in
+    old_nested = temp_sibling(root / "exports" / "model" / "model.onnx")
+    old_vectors = temp_sibling(root / "embeddings" / "key" / "vectors.npy")
+    live = temp_sibling(root / "checkpoints" / "best.ckpt")  # may be a save still running in another process
+    kept = [root / "checkpoints" / "best.ckpt", root / "exports" / ".notes.tmp", root / "exports" / "labels.csv"]
+    old_folder.mkdir()
+    for path in [old_file, old_folder / "weights.safetensors", old_nested, old_vectors, live, *kept]:
+        path.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    for path in [old_file, old_folder / "weights.safetensors", old_folder, old_nested, old_vectors, *kept]:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    ActiveLearningSession.open(tmp_path, "p").close()
+
+    for path in (old_file, old_folder, old_nested, old_vectors):
+        assert not path.exists(), path
+    assert live.is_file() and all(path.is_file() for path in kept)
+    assert (root / "exports" / "model").is_dir()

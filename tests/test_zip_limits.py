@@ -284,3 +284,90 @@ def test_normal_zip_of_real_images_imports_under_the_limits(
 
     assert report.summary() == "Imported 101 images, 0 duplicates, 0 rejected."
     assert store.label_counts() == {**{str(d): 10 for d in range(10)}, "big": 1}
+
+
+# ------------------------------------------------------------------------------------------------ entry count
+def tiny_entries(path: Path, count: int, *, zip64: bool = False) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for index in range(count):
+            zf.writestr(f"{index}.png", b"x")
+    if zip64:  # the zip64 end records that archives of over 65,535 entries carry
+        data = bytearray(path.read_bytes())
+        eocd = data.rindex(b"PK\x05\x06")
+        entries, size, offset = count, *zipfile.struct.unpack("<LL", data[eocd + 12 : eocd + 20])
+        record = zipfile.struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, size, offset)
+        locator = zipfile.struct.pack("<4sLQL", b"PK\x06\x07", 0, eocd, 1)
+        end = zipfile.struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+        path.write_bytes(bytes(data[:eocd]) + record + locator + end)
+    return path
+
+
+ENTRY_CAP = (
+    "The zip archive holds more than 10 files, the most one zip archive may hold; it was not opened. "
+    "Split it into smaller zip archives, or set ALABEL_MAX_ZIP_ENTRIES to allow more."
+)
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_zip_with_more_entries_than_the_cap_is_refused_before_its_directory_is_read(
+    store: ProjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zip64: bool
+) -> None:
+    under = tiny_entries(tmp_path / "ten.zip", 10, zip64=zip64)
+    over = tiny_entries(tmp_path / "eleven.zip", 11, zip64=zip64)
+    assert len(zipfile.ZipFile(under).infolist()) == 10 and len(zipfile.ZipFile(over).infolist()) == 11
+    opened: list[Path] = []
+    real_zipfile = zipfile.ZipFile
+
+    def counting_zipfile(file: object, *args: object, **kwargs: object) -> zipfile.ZipFile:
+        opened.append(Path(str(file)))
+        return real_zipfile(file, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", counting_zipfile)
+
+    report = ingest(store, [over, under], limits=IngestLimits(max_zip_entries=10))
+
+    assert report.rejected[0] == Rejection(str(over), ENTRY_CAP)
+    assert len(report.rejected) == 11  # the ten tiny entries of the archive under the cap are planned, not images
+    assert over not in opened and under in opened
+
+
+def test_a_lying_entry_count_does_not_get_past_the_cap(store: ProjectStore, tmp_path: Path) -> None:
+    archive = tiny_entries(tmp_path / "liar.zip", 50)
+    data = bytearray(archive.read_bytes())
+    eocd = data.rindex(b"PK\x05\x06")
+    data[eocd + 8 : eocd + 12] = zipfile.struct.pack("<HH", 3, 3)  # says 3 entries; the directory holds 50
+    archive.write_bytes(bytes(data))
+    assert len(zipfile.ZipFile(archive).infolist()) == 50  # Python's zipfile reads them all anyway
+
+    report = ingest(store, [archive], limits=IngestLimits(max_zip_entries=10))
+
+    assert report.rejected == [Rejection(str(archive), ENTRY_CAP)]
+
+
+def test_the_entry_cap_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert IngestLimits.from_env({}).max_zip_entries == 100_000
+    assert IngestLimits.from_env({"ALABEL_MAX_ZIP_ENTRIES": "250000"}).max_zip_entries == 250_000
+    with pytest.raises(ValueError, match="ALABEL_MAX_ZIP_ENTRIES is 'many'; set it to a whole number"):
+        IngestLimits.from_env({"ALABEL_MAX_ZIP_ENTRIES": "many"})
+
+
+# ------------------------------------------------------------------------------------------------ bzip2 and lzma
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_small_bzip2_and_lzma_entries_get_the_ratio_check_too(
+    store: ProjectStore, tmp_path: Path, unpacked: list[int], method: int
+) -> None:
+    archive = tmp_path / "small-bombs.zip"
+    good = bmp_bytes(tmp_path, 3)
+    with zipfile.ZipFile(archive, "w", method) as zf:
+        for index in range(20):
+            zf.writestr(f"zeros{index}.png", bytes(MB - 1))  # just under 1 MB each: thousands of times smaller packed
+        zf.writestr("good.bmp", good)
+    assert archive.stat().st_size - len(good) < 20 * MB / 1000
+
+    report = ingest(store, [archive])
+
+    assert report.summary() == "Imported 1 image, 0 duplicates, 20 rejected."
+    for rejection in report.rejected:
+        assert rejection.reason.startswith("The file inside the zip unpacks to ")
+        assert "more than the limit of 200" in rejection.reason
+    assert sum(unpacked) < 2 * MB  # only the good image was inflated

@@ -1,14 +1,18 @@
 """Limits on what zip archives may unpack to: the defence against zip bombs.
 
-A zip bomb is a small archive that inflates to far more than the disk holds. Three checks bound what one import can
+A zip bomb is a small archive that inflates to far more than the disk holds. Four checks bound what one import can
 unpack:
 
+    * Before the archive is opened, its central directory records are counted straight from the file (the end
+      record locates them); more than `IngestLimits.max_zip_entries` refuse it, since `zipfile.ZipFile` builds an
+      object per record (100,000 tiny entries fit in 9 MB and take seconds and 100 MB to read).
     * Before anything is inflated, the central directory is checked. Entries whose compressed data overlaps another
       entry's (David Fifield's "better zip bomb" points many entries at the same data) refuse the whole archive;
       an entry that inflates more than `IngestLimits.max_ratio` times its compressed size is refused (images
       barely compress); an archive whose declared sizes add up to more than the import may unpack is refused.
       With no overlap every compressed byte counts once, so an archive can declare at most ``max_ratio`` times
-      its own size (entries under 1 MB: deflate's own limit, about 1,000 times).
+      its own size (stored or deflated entries under 1 MB: deflate's own limit, about 1,000 times; bzip2 and
+      lzma reach thousands of times, so their entries get the ratio check at every size).
     * While staging, `UnpackBudget` counts the bytes really inflated (headers may lie) across every archive of the
       import and stops at the cap: the entry being extracted and all the zip entries after it are refused.
     * The cap is `IngestLimits.max_upload_bytes`, and never more than the free disk space of the project at the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,11 +36,18 @@ from app.core.errors import BadImageError, IngestError
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: no sensible image file is larger
 ENV_MAX_UPLOAD = "ALABEL_MAX_UPLOAD_BYTES"
 ENV_MAX_RATIO = "ALABEL_MAX_ZIP_RATIO"
+ENV_MAX_ENTRIES = "ALABEL_MAX_ZIP_ENTRIES"
 DEFAULT_MAX_UPLOAD_BYTES = 4 << 30
 DEFAULT_MAX_RATIO = 200.0
-# Entries up to this size skip the ratio check: plain-colour BMP or TIFF files deflate up to 1000 times, and what
-# small entries can inflate is bounded anyway (no overlap, the total cap).
+DEFAULT_MAX_ENTRIES = 100_000
+# Stored and deflated entries up to this size skip the ratio check: plain-colour BMP or TIFF files deflate up to
+# 1000 times, and what small entries can inflate is bounded anyway (no overlap, deflate's own limit, the total cap).
+# Other methods (bzip2 and lzma reach thousands of times) are checked at every size.
 RATIO_FLOOR_BYTES = 1 << 20
+_RATIO_FLOOR_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+_CENTRAL_HEADER = struct.Struct("<4s24x3H12x")  # a central directory record's fixed part: name, extra, comment sizes
+_CENTRAL_SIGNATURE = b"PK\x01\x02"
+_ZIP64_END_BYTES = 56 + 20  # the zip64 end record and its locator, between the central directory and the end record
 READ_BYTES = 1 << 20  # what one read returns at most when the caller does not say
 LOCAL_HEADER_BYTES = 30  # fixed part of a zip local file header, before its file name and extra field
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -60,6 +72,10 @@ ZIP_RATIO = (
     "(images barely compress), so it looks like a zip bomb and was not extracted. Re-create the zip from the "
     f"original images, or set {ENV_MAX_RATIO} to allow more."
 )
+ZIP_ENTRIES = (
+    "The zip archive holds more than {limit:,} files, the most one zip archive may hold; it was not opened. "
+    f"Split it into smaller zip archives, or set {ENV_MAX_ENTRIES} to allow more."
+)
 ZIP_TOO_BIG = "The zip archive unpacks to {size}, more than {cap}; it was not opened. To import it, {remedy}."
 UNPACK_STOPPED = (
     "Unpacking stopped at {cap}: this file and the zip entries after it were not imported. To import them, {remedy}."
@@ -81,22 +97,29 @@ class IngestLimits:
     Attributes:
         max_upload_bytes: the most bytes inflated from all the zip archives of one import together (image files
             picked directly are copied as they are, so they do not count).
-        max_ratio: the most an entry over 1 MB may inflate, as a multiple of its compressed size.
+        max_ratio: the most an entry may inflate, as a multiple of its compressed size (stored and deflated
+            entries: only those over 1 MB).
+        max_zip_entries: the most entries (files and folders) one zip archive may hold.
     """
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_ratio: float = DEFAULT_MAX_RATIO
+    max_zip_entries: int = DEFAULT_MAX_ENTRIES
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
             raise ValueError(f"The upload limit must be at least 1 byte; set {ENV_MAX_UPLOAD} to a positive size.")
         if not self.max_ratio >= 1:
             raise ValueError(f"The zip ratio limit must be at least 1; set {ENV_MAX_RATIO} to a number such as 200.")
+        if self.max_zip_entries < 1:
+            raise ValueError(
+                f"The zip entry limit must be at least 1; set {ENV_MAX_ENTRIES} to a number such as 100000."
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestLimits:
-        """Limits from ``ALABEL_MAX_UPLOAD_BYTES`` (bytes, or with a K/M/G/T suffix: ``8G``) and
-        ``ALABEL_MAX_ZIP_RATIO``; the defaults where they are unset or empty.
+        """Limits from ``ALABEL_MAX_UPLOAD_BYTES`` (bytes, or with a K/M/G/T suffix: ``8G``),
+        ``ALABEL_MAX_ZIP_RATIO`` and ``ALABEL_MAX_ZIP_ENTRIES``; the defaults where they are unset or empty.
 
         Raises:
             ValueError: a variable is set to something that is not a size or a number.
@@ -104,9 +127,11 @@ class IngestLimits:
         environ = os.environ if environ is None else environ
         upload = (environ.get(ENV_MAX_UPLOAD) or "").strip()
         ratio = (environ.get(ENV_MAX_RATIO) or "").strip()
+        entries = (environ.get(ENV_MAX_ENTRIES) or "").strip()
         return cls(
             max_upload_bytes=parse_size(upload, ENV_MAX_UPLOAD) if upload else DEFAULT_MAX_UPLOAD_BYTES,
             max_ratio=_parse_ratio(ratio) if ratio else DEFAULT_MAX_RATIO,
+            max_zip_entries=_parse_count(entries) if entries else DEFAULT_MAX_ENTRIES,
         )
 
 
@@ -130,6 +155,12 @@ def _parse_ratio(text: str) -> float:
     if not math.isfinite(ratio):
         raise ValueError(f"{ENV_MAX_RATIO} is '{text}'; set it to a number such as 200.")
     return ratio
+
+
+def _parse_count(text: str) -> int:
+    if not text.isdecimal():
+        raise ValueError(f"{ENV_MAX_ENTRIES} is '{text}'; set it to a whole number such as 100000.")
+    return int(text)
 
 
 def format_bytes(count: int) -> str:
@@ -216,6 +247,49 @@ def _data_end(info: zipfile.ZipInfo) -> int:
     return info.header_offset + LOCAL_HEADER_BYTES + name_bytes + info.compress_size
 
 
+def entry_count_problem(path: str | os.PathLike[str], max_entries: int) -> str | None:
+    """Why the archive is refused before `zipfile.ZipFile` reads its central directory (too many entries), or None.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as fp:
+        count = count_entries(fp, max_entries)
+    return ZIP_ENTRIES.format(limit=max_entries) if count > max_entries else None
+
+
+def count_entries(fp: BinaryIO, stop_after: int) -> int:
+    """The central directory records of an open zip file, counted as `zipfile.ZipFile` will read them; stops
+    counting past `stop_after`.
+
+    The end record (or the zip64 end record) gives the directory's size; every record in that span is counted,
+    whatever entry count the end record declares (ZipFile reads them all too). A file with no end record or a
+    damaged directory counts what was found before the damage: ZipFile then refuses it.
+    """
+    end = zipfile._EndRecData(fp)  # the end-of-central-directory record, zip64 fields filled in
+    if end is None:
+        return 0
+    declared, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if declared > stop_after:
+        return declared
+    start = end[zipfile._ECD_LOCATION] - size
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        start -= _ZIP64_END_BYTES
+    fp.seek(max(start, 0))
+    count = read = 0
+    while read < size and count <= stop_after:
+        header = fp.read(_CENTRAL_HEADER.size)
+        if len(header) < _CENTRAL_HEADER.size:
+            break
+        signature, name, extra, comment = _CENTRAL_HEADER.unpack(header)
+        if signature != _CENTRAL_SIGNATURE:
+            break
+        fp.seek(name + extra + comment, os.SEEK_CUR)
+        read += _CENTRAL_HEADER.size + name + extra + comment
+        count += 1
+    return count
+
+
 def unsafe_entry(name: str) -> bool:
     """True for zip entry names that are absolute or climb out with '..' (zip slip)."""
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
@@ -229,7 +303,7 @@ def entry_problem(info: zipfile.ZipInfo, max_ratio: float) -> str | None:
         return ZIP_ENCRYPTED
     if info.file_size > MAX_FILE_BYTES:
         return TOO_BIG
-    if info.file_size <= RATIO_FLOOR_BYTES:
+    if info.file_size <= RATIO_FLOOR_BYTES and info.compress_type in _RATIO_FLOOR_METHODS:
         return None
     ratio = info.file_size / info.compress_size if info.compress_size > 0 else math.inf
     if ratio <= max_ratio:

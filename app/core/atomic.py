@@ -3,25 +3,68 @@
 Every writer goes to a temporary path beside the target (same file system, so the final rename is atomic),
 the data is flushed to disk, then the temporary path is renamed onto the target and the folder entry is flushed
 too. Temporary names start with a dot and end with ``.tmp``, so no glob of real files (``*.ckpt``,
-``*.json``) ever picks one up.
+``*.json``) ever picks one up; `clean_temp_files` removes the ones a killed writer left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+STALE_TEMP_SECONDS = 3600.0
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}[\w-]*\.tmp$")  # what temp_sibling makes: .<name>.<random><kind>.tmp
 
 
 def temp_sibling(path: str | os.PathLike[str], kind: str = "") -> Path:
     """A fresh hidden path beside `path` (``.<name>.<random><kind>.tmp``) that nothing else uses."""
     target = Path(path)
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}{kind}{TEMP_SUFFIX}")
+
+
+def clean_temp_files(folders: Iterable[Path], *, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the temporary files and folders (named as `temp_sibling` names them) that killed writers left in
+    `folders` or below.
+
+    A writer in another process may still be busy with its temporary path, so only those unchanged for `max_age`
+    seconds (a folder: nothing in it changed either) are removed. Links are neither followed nor removed.
+
+    Returns:
+        The paths removed.
+    """
+    removed: list[Path] = []
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in [*dirnames, *filenames]:
+                path = Path(dirpath) / name
+                if _TEMP_NAME.match(name) and not path.is_symlink() and _idle_for(path, max_age):
+                    try:
+                        if path.is_dir():
+                            shutil.rmtree(path)
+                        else:
+                            path.unlink()
+                    except OSError:  # gone meanwhile, or not ours to remove
+                        continue
+                    removed.append(path)
+            dirnames[:] = [name for name in dirnames if not _TEMP_NAME.match(name)]
+    return removed
+
+
+def _idle_for(path: Path, max_age: float) -> bool:
+    """True when neither `path` nor anything under it changed in the last `max_age` seconds."""
+    try:
+        changes = [path.lstat().st_mtime]
+        for dirpath, dirnames, filenames in os.walk(path):
+            changes += [(Path(dirpath) / name).lstat().st_mtime for name in [*dirnames, *filenames]]
+    except OSError:
+        return False
+    return time.time() - max(changes) >= max_age
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:

@@ -11,7 +11,9 @@ duplicate comes with a label and the existing image has none yet, that label is 
 imported first and its labels CSV afterwards).
 
 What zip archives may unpack is bounded (`IngestLimits`, see `app.core.archives`). Each import stages its files in
-its own ``images/.incoming-*`` folder; `clean_staging` removes the ones that killed imports left behind.
+its own ``<project>/.incoming-*`` folder: beside ``images/`` (the same file system, so the final move is atomic) but
+not in it, since ``images/`` is served to the browser and staged bytes are unchecked. `clean_staging` removes the
+staging folders that killed imports left behind (also those older versions left inside ``images/``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
@@ -32,7 +35,7 @@ from app.core.archives import MAX_FILE_BYTES, TOO_BIG, EntryReader, IngestLimits
 from app.core.errors import BadImageError, StoreError
 from app.core.images import DEFAULT_MAX_PIXELS, probe_image
 from app.core.progress import CountProgressFn
-from app.core.sources import FileItem, Item, Rejection, ZipItem, os_reason, plan_source
+from app.core.sources import NOT_REGULAR, FileItem, Item, Rejection, ZipItem, os_reason, plan_source
 
 try:
     import fcntl
@@ -155,14 +158,14 @@ class _Importer:
         self.store = store
         self.images_dir = images_dir = store.root / IMAGES_DIR
         images_dir.mkdir(parents=True, exist_ok=True)
-        clean_staging(images_dir)
+        clean_staging(store.root)
         self.budget = UnpackBudget(limits, free_bytes=shutil.disk_usage(images_dir).free)
         self.max_pixels = max_pixels
         self.annotator = annotator
         self.report = report
         self.known_labels = set(store.labels())
-        # Staging inside images/ keeps the final os.replace on one file system (atomic).
-        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=images_dir))
+        # Staging beside images/ keeps the final os.replace on one file system (atomic), out of what is served.
+        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=store.root))
         self._owner = _lock_staging(self.staging)
         self._archive_path: Path | None = None
         self._archive: zipfile.ZipFile | None = None
@@ -224,7 +227,10 @@ class _Importer:
     def _import(self, item: Item, temp: Path) -> str | None:
         """Import one item; returns a rejection reason, or None when imported or found duplicate."""
         if isinstance(item, FileItem):
-            if item.path.stat().st_size > MAX_FILE_BYTES:
+            status = item.path.stat()
+            if not stat.S_ISREG(status.st_mode):  # replaced by a named pipe or a device since it was planned
+                return NOT_REGULAR
+            if status.st_size > MAX_FILE_BYTES:
                 return TOO_BIG
             sha256, size = _hash_file(item.path)
             if self._duplicate(item, sha256):
@@ -324,8 +330,9 @@ def _copy_hashing(src: BinaryIO | EntryReader, dest: Path) -> tuple[str, int]:
 
 
 # ------------------------------------------------------------------------------------------------ staging folders
-def clean_staging(images_dir: Path, *, max_age: float = STALE_SECONDS) -> list[Path]:
-    """Remove the ``.incoming-*`` staging folders that killed imports left in `images_dir`.
+def clean_staging(project_root: Path, *, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Remove the ``.incoming-*`` staging folders that killed imports left in `project_root` (and in its ``images/``
+    folder, where older versions staged).
 
     Other processes, and other imports of this process, may be importing into the same project, so a folder is
     removed only when its owner is gone. Each import holds an exclusive `fcntl.flock` on the ``owner.lock`` file in
@@ -335,16 +342,18 @@ def clean_staging(images_dir: Path, *, max_age: float = STALE_SECONDS) -> list[P
     system) falls back to age: it is removed after `max_age` seconds without a change in it.
 
     Args:
-        images_dir: the project's images folder.
+        project_root: the project folder.
         max_age: seconds without a change after which a folder without a lock file counts as stale.
 
     Returns:
         The folders removed.
     """
-    try:
-        folders = sorted(p for p in images_dir.iterdir() if p.name.startswith(STAGING_PREFIX) and not p.is_symlink())
-    except OSError:  # no images folder yet, or unreadable: nothing to clean
-        return []
+    folders: list[Path] = []
+    for parent in (project_root, project_root / IMAGES_DIR):
+        try:
+            folders += sorted(p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX) and not p.is_symlink())
+        except OSError:  # no such folder yet, or unreadable: nothing to clean there
+            continue
     return [folder for folder in folders if folder.is_dir() and _remove_if_stale(folder, max_age)]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from app.core.archives import ZIP_SLIP, IngestLimits, UnpackBudget, entry_problem, layout_problem, unsafe_entry
+from app.core.archives import (
+    ZIP_SLIP,
+    IngestLimits,
+    UnpackBudget,
+    entry_count_problem,
+    entry_problem,
+    layout_problem,
+    unsafe_entry,
+)
 from app.core.errors import IngestError
 from app.core.images import IMAGE_EXTENSIONS
 
@@ -43,6 +52,8 @@ UNSUPPORTED_SOURCE = (
     "This is not a supported image type, zip archive or CSV list; the app imports {types} files, .zip and .csv."
 )
 NESTED_LIST = "Zip and CSV files inside a folder are not opened; import this file on its own."
+NESTED_IN_ZIP = "Zip and CSV files inside a zip archive are not opened; unpack it and import this file on its own."
+NOT_REGULAR = "This is a named pipe, socket or device, not a regular file, so it was not read; import image files only."
 EMPTY_FOLDER = "The folder contains no image files; check that you picked the right folder."
 EMPTY_ZIP = "The zip archive contains no image files; check that you picked the right archive."
 BAD_ZIP = "The file is not a valid zip archive or it is damaged; create the zip again and import it."
@@ -142,6 +153,8 @@ def plan_source(
             return _plan_folder(path, labels_from_folders)
         if not path.exists():
             return Plan(rejected=[Rejection(name, MISSING_SOURCE)])
+        if not is_regular(path):  # reading a named pipe would wait for a writer forever
+            return Plan(rejected=[Rejection(name, NOT_REGULAR)])
         suffix = path.suffix.lower()
         if suffix == ".zip":
             return _plan_zip(path, labels_from_folders, budget or UnpackBudget(IngestLimits.from_env()))
@@ -159,6 +172,17 @@ def plan_source(
 def is_hidden(name: str) -> bool:
     """Files and folders skipped silently: dot-files (.DS_Store, ._x), __MACOSX, Thumbs.db, desktop.ini."""
     return name.startswith(".") or name.lower() in _JUNK_NAMES
+
+
+def is_regular(path: Path) -> bool:
+    """True for a regular file (links followed); False for named pipes, sockets, devices, folders and the missing.
+
+    Opening a named pipe waits for a writer, and a device can be endless, so only regular files are ever opened.
+    """
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def natural_key(text: str) -> tuple:
@@ -209,6 +233,9 @@ def _plan_folder(root: Path, labels_from_folders: bool) -> Plan:
             if _link_outside(path, real_root):
                 plan.rejected.append(Rejection(str(path), LINK_OUTSIDE))
                 continue
+            if not is_regular(path):
+                plan.rejected.append(Rejection(str(path), NOT_REGULAR))
+                continue
             if suffix not in IMAGE_EXTENSIONS:
                 reason = NESTED_LIST if suffix in (".zip", ".csv") else UNSUPPORTED_TYPE
                 plan.rejected.append(Rejection(str(path), reason.format(ext=suffix or filename, types=_TYPES)))
@@ -230,6 +257,9 @@ def _link_outside(path: Path, real_root: Path) -> bool:
 def _plan_zip(path: Path, labels_from_folders: bool, budget: UnpackBudget) -> Plan:
     """Refuses the whole archive when its layout or declared size is a zip bomb's (see `app.core.archives`)."""
     try:
+        problem = entry_count_problem(path, budget.limits.max_zip_entries)  # before ZipFile reads every record
+        if problem is not None:
+            raise IngestError(problem)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
@@ -252,7 +282,7 @@ def _plan_zip(path: Path, labels_from_folders: bool, budget: UnpackBudget) -> Pl
             continue
         suffix = Path(parts[-1]).suffix.lower()
         if suffix not in IMAGE_EXTENSIONS:
-            reason = NESTED_LIST if suffix in (".zip", ".csv") else UNSUPPORTED_TYPE
+            reason = NESTED_IN_ZIP if suffix in (".zip", ".csv") else UNSUPPORTED_TYPE
             reason = reason.format(ext=suffix or parts[-1], types=_TYPES)
         else:
             reason = entry_problem(info, budget.limits.max_ratio)
@@ -365,6 +395,8 @@ def _plan_csv(path: Path, allowed_roots: Sequence[str | Path]) -> Plan:
                 reason = ROW_FOLDER
             elif not resolved.exists():
                 reason = MISSING_FILE
+            elif not is_regular(resolved):
+                reason = NOT_REGULAR
             elif suffix not in IMAGE_EXTENSIONS:
                 reason = UNSUPPORTED_TYPE.format(ext=suffix or target.name, types=_TYPES)
         if reason is not None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def labels_csv(store: ProjectStore, path: Path) -> Path:
     """One row per labeled image: original file name, stored path, label.
 
-    Text that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a carriage return) is
+    Every cell is quoted, and text that a spreadsheet would run as a formula (see `app.core.csv_safety`) is
     written with a leading ``'``; the provenance JSON keeps the exact text.
     """
     labels = store.current_labels()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.atomic import clean_temp_files
 from app.core.errors import AppError, EmptyPoolError, StoreError
 from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
 from app.core.progress import ProgressFn
@@ -97,7 +98,8 @@ class ActiveLearningSession:
         if not (root / ProjectStore.DB_NAME).exists():
             raise StoreError(f"There is no project named '{name}' in {projects_dir}.")
         store = ProjectStore(root, create=False)
-        clean_staging(store.root / IMAGES_DIR)  # staging folders left by imports that were killed
+        clean_staging(store.root)  # staging folders left by imports that were killed
+        clean_temp_files(store.root / folder for folder in ("checkpoints", "exports", "embeddings"))  # and by saves
         settings = ProjectSettings.from_dict(store.get_setting("settings", {}))
         session = cls(store, settings)
         session.model.restore_latest(store)
