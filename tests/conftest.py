@@ -45,3 +45,13 @@ def digits_dir(tmp_path: Path) -> Path:
 def digit_pngs(digits_dir: Path) -> list[Path]:
     """The 100 PNG files of `digits_dir`, ordered by digit, then index."""
     return [digits_dir / str(digit) / f"{i}.png" for digit in range(10) for i in range(DIGITS_PER_CLASS)]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """An empty project store in ``<tmp>/project``, closed after the test."""
+    from app.core.store import ProjectStore
+
+    project = ProjectStore(tmp_path / "project")
+    yield project
+    project.close()

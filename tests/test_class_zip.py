@@ -6,8 +6,6 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from app.core.filenames import MAX_PART_BYTES, UniqueNames, cap_utf8, safe_part
 from app.core.store import ProjectStore
 from app.engine.exports import class_zip
@@ -16,13 +14,6 @@ from tests.image_files import noise, save
 LONG = "é" * 300
 LONG_TWIN = "a" * 200 + "b" * 100
 LONG_TWIN_2 = "a" * 200 + "c" * 100
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "project")
-    yield project
-    project.close()
 
 
 def _add(store: ProjectStore, index: int, name: str, label: str) -> int:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from app.core.csv_safety import neutralize_cell, neutralize_frame
 from app.core.store import ProjectStore
@@ -15,13 +14,6 @@ from app.engine.exports import labels_csv, provenance_json
 
 FORMULA_LABELS = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)"]
 FORMULA_NAMES = ["\tsheet.png", "\rsheet.png", "=cmd.png", "@name.png", "-minus.png"]
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "project")
-    yield project
-    project.close()
 
 
 def _label_images(store: ProjectStore, pairs: list[tuple[str, str]]) -> None:

@@ -33,13 +33,6 @@ NOT_IMAGE = "not an image the app can read"
 OUTSIDE = "The path points outside the CSV's folder and the allowed folders"
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "project")
-    yield project
-    project.close()
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

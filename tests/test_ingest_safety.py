@@ -30,13 +30,6 @@ FOLDER_OUTSIDE = (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "project")
-    yield project
-    project.close()
-
-
 def staging_folders(project: Path) -> list[Path]:
     """The staging folders in the project folder, and in its images folder (where older versions staged)."""
     places = (project, project / "images")

@@ -16,13 +16,6 @@ from tests.image_files import noise, save
 OUTSIDE = "The path points outside the CSV's folder and the allowed folders"
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "project")
-    yield project
-    project.close()
-
-
 def _write_csv(path: Path, rows: list[list[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
