@@ -66,3 +66,25 @@ def test_a_different_width_is_refused(tmp_path):
     cache.add([1], np.ones((1, 3)))
     with pytest.raises(ValueError, match="one cache directory per backbone"):
         cache.add([2], np.ones((1, 4)))
+
+
+def test_starting_over_never_pairs_a_stale_id_list_with_new_rows(tmp_path, monkeypatch):
+    from app.engine import embedding_cache
+
+    np.save(tmp_path / "ids.npy", np.array([1, 2], dtype=np.int64))  # a torn cache: two ids, one row
+    np.save(tmp_path / "vectors.npy", np.zeros((1, 2), dtype=np.float16))
+    cache = EmbeddingCache(tmp_path)
+    assert cache.missing([1, 2]) == [1, 2]
+    real_save = embedding_cache._atomic_save
+
+    def killed_before_the_ids(path, array):
+        if path.name == "ids.npy":
+            raise KeyboardInterrupt  # the process stops after the new rows, before the commit point
+        real_save(path, array)
+
+    monkeypatch.setattr(embedding_cache, "_atomic_save", killed_before_the_ids)
+    with pytest.raises(KeyboardInterrupt):
+        cache.add([5, 6, 7], np.array([[5, 5], [6, 6], [7, 7]], dtype=np.float32))
+    monkeypatch.undo()
+    reopened = EmbeddingCache(tmp_path)
+    assert reopened.missing([1, 2, 5]) == [1, 2, 5]  # rows of 5 and 6 are never read as images 1 and 2

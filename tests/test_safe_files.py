@@ -186,3 +186,24 @@ def test_opening_a_project_removes_temp_files_that_killed_saves_left(tmp_path: P
         assert not path.exists(), path
     assert live.is_file() and all(path.is_file() for path in kept)
     assert (root / "exports" / "model").is_dir()
+
+
+def test_a_checkpoint_whose_head_and_label_list_disagree_is_refused_not_used(tmp_path: Path) -> None:
+    """A save stopped between its renames can pair a new head with the old label list: it is never loaded."""
+    import json
+
+    from app.core.errors import AppError
+    from app.engine.checkpoints import Checkpoints
+    from app.engine.learners import Fitted
+    from lit_models.modules import HeadClassifier
+
+    files = Checkpoints(tmp_path, "key")
+    files.save_named("mine", Fitted(HeadClassifier(8, 3), ("a", "b", "c")), round_number=2, labeled=30)
+    meta = tmp_path / "checkpoints" / "mine.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "label_names": ["a", "b"]}), encoding="utf-8")
+    with pytest.raises(AppError, match="save it again"):
+        files.load_named("mine", ["a", "b"])
+    files.save_round(1, Fitted(HeadClassifier(8, 3), ("a", "b", "c")))
+    round_meta = tmp_path / "checkpoints" / "round_0001.json"
+    round_meta.write_text(json.dumps({**json.loads(round_meta.read_text()), "label_names": ["a", "b"]}))
+    assert files.load_latest("checkpoints/round_0001.ckpt", ["a", "b"]) is None

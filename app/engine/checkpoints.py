@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.atomic import atomic_path
-from app.core.errors import StoreError
+from app.core.errors import ModelFileError, StoreError
 from app.engine.embedding_cache import EmbeddingCache
 from app.engine.learners import Fitted
 from lit_models.backbones import LoadedBackbone
@@ -137,7 +137,10 @@ class Checkpoints:
                 raise FileNotFoundError(weights)
             folder = meta.get("embeddings") or f"{self.backbone_key}{TUNED_INFIX}{path.stem}"
             cache = EmbeddingCache(self._embeddings / Path(folder).name)
-        return Fitted(load_head_checkpoint(path), tuple(label_names), cache=cache, backbone_file=weights)
+        head = load_head_checkpoint(path)
+        if int(head.hparams.num_classes) != len(label_names):  # a save stopped between its renames
+            raise ModelFileError(f"The checkpoint '{path.stem}' does not match its label list; save it again.")
+        return Fitted(head, tuple(label_names), cache=cache, backbone_file=weights)
 
     def with_backbone(self, fitted: Fitted, frozen: LoadedBackbone) -> Fitted:
         """`fitted` with its fine-tuned backbone loaded from its weights file into a copy of `frozen` (unchanged
@@ -158,8 +161,8 @@ class Checkpoints:
             return None  # labels changed since: the next round trains a fresh model
         try:
             return self._read(path, meta, meta["label_names"])
-        except FileNotFoundError:
-            return None  # its fine-tuned backbone is gone: the next round trains a fresh model
+        except (FileNotFoundError, ModelFileError):
+            return None  # its fine-tuned backbone is gone, or it is damaged: the next round trains a fresh model
 
     def load_named(self, name: str, labels: list[str]) -> tuple[Fitted, dict[str, Any]]:
         """The named checkpoint's model and its metadata (``name`` included); its labels must be `labels`.

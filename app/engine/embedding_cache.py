@@ -107,6 +107,7 @@ class EmbeddingCache:
             new_ids, new_vecs = new_ids[keep], np.ascontiguousarray(new_vecs[keep])
             if self._ids is None or self._vectors is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
+                self._ids_file.unlink(missing_ok=True)  # a stale list must never name rows of the new vectors
                 _atomic_save(self._vectors_file, new_vecs)
                 _atomic_save(self._ids_file, new_ids)
                 self._ids = new_ids
