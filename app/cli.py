@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.core.errors import AppError
@@ -32,6 +32,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--projects-dir", default=DEFAULT_PROJECTS_DIR, help="where projects live (default %(default)s)")
     p.add_argument("--demo", action="store_true", help="open a ready demo project on scikit-learn's digits (offline)")
+    p.add_argument(
+        "--space",
+        action="store_true",
+        help="run as a Hugging Face Space (also when SYSTEM=spaces or SPACE_ID is set): listen where "
+        "GRADIO_SERVER_NAME/GRADIO_SERVER_PORT say, open the demo, sign-in from ALABEL_AUTH/ALABEL_AUTH_FILE",
+    )
     return p
 
 
@@ -121,6 +127,9 @@ def _run_simulation(args: argparse.Namespace, backbone: str, weights: str | None
 
 def _serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(argv)
+    if args.space or on_space(os.environ):
+        args.space = True
+        _as_space(args, os.environ)
     auth = _auth_pairs(args.auth or [], args.auth_file)
     if args.share and not auth and not args.public:
         raise AppError(
@@ -131,8 +140,43 @@ def _serve(argv: Sequence[str]) -> int:
         print("Public link without sign-in: anyone with the link can label, undo and export.", flush=True)
     from app.ui.server import serve
 
-    serve(projects_dir=args.projects_dir, host=args.host, port=args.port, share=args.share, auth=auth, demo=args.demo)
+    serve(
+        projects_dir=args.projects_dir,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        auth=auth,
+        demo=args.demo,
+        behind_proxy=bool(args.space),
+    )
     return 0
+
+
+def on_space(env: Mapping[str, str]) -> bool:
+    """True on a Hugging Face Space (it sets ``SYSTEM=spaces`` and ``SPACE_ID``)."""
+    return env.get("SYSTEM") == "spaces" or bool(env.get("SPACE_ID"))
+
+
+def _as_space(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """A Space's settings: its address, the demo, sign-in from its secrets; every visitor shares one projects folder,
+    so a Space without sign-in must say so (``ALABEL_PUBLIC=1``)."""
+    args.host = env.get("GRADIO_SERVER_NAME") or "0.0.0.0"
+    try:
+        args.port = int(env.get("GRADIO_SERVER_PORT") or 7860)
+    except ValueError:
+        raise AppError("GRADIO_SERVER_PORT must be a port number, like 7860.") from None
+    args.share, args.demo = False, True
+    args.auth = [*(args.auth or []), *[item.strip() for item in env.get("ALABEL_AUTH", "").split(",") if item.strip()]]
+    args.auth_file = args.auth_file or env.get("ALABEL_AUTH_FILE") or None
+    args.public = args.public or env.get("ALABEL_PUBLIC", "").strip().lower() in ("1", "true", "yes")
+    if not args.auth and not args.auth_file and not args.public:
+        raise AppError(
+            "On a Space every visitor sees and changes the same projects. Add the secret ALABEL_AUTH "
+            "(user:password, comma separated for several people) so people sign in, or set the variable "
+            "ALABEL_PUBLIC=1 to let anyone who opens the Space label and export."
+        )
+    if args.public and not args.auth and not args.auth_file:
+        print("Space without sign-in: anyone who opens it can label, undo and export.", flush=True)
 
 
 def _auth_pairs(items: Sequence[str], auth_file: str | None) -> list[tuple[str, str]]:

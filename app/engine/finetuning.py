@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from app.core.progress import ProgressFn
+from app.engine import gpu
 from app.engine.embedding_cache import EmbeddingCache
 from app.engine.learners import FitData, Fitted, embed_missing, stopped
 from lit_models.backbones import LoadedBackbone
@@ -90,7 +91,8 @@ class FineTuneLearner:
         if stopped(stop):
             return None
         message = finetune_message()
-        tuned, tuned_head = finetune(
+        tuned, tuned_head = gpu.run_on_gpu(
+            finetune,
             self.backbone,
             head,
             names,

@@ -26,6 +26,7 @@ import numpy as np
 from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
+from app.engine import gpu
 from app.engine.embedding_cache import EmbeddingCache
 from lit_models.backbones import LoadedBackbone
 from lit_models.train import predict_proba, train_head
@@ -214,9 +215,9 @@ def embed_missing(
 
         files = [paths[i] for i in part]
         if spread:
-            vecs = embed_paths(backbone, files, compute=compute)
+            vecs = gpu.run_on_gpu(embed_paths, backbone, files, compute=compute)
         else:
-            vecs = embed_paths(backbone, files, progress=report, stop_event=stop_event)
+            vecs = gpu.run_on_gpu(embed_paths, backbone, files, progress=report, stop_event=stop_event)
         done[0] += len(part)
         return vecs
 

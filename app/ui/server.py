@@ -62,6 +62,7 @@ def serve(
     share: bool = False,
     auth: Sequence[tuple[str, str]] | None = None,
     demo: bool = False,
+    behind_proxy: bool = False,
 ) -> None:
     """Build and launch the app; blocks until the server stops (Ctrl+C).
 
@@ -72,12 +73,14 @@ def serve(
         share: also open a public share link (the command line requires `auth` or an explicit --public).
         auth: the (user, password) pairs that may sign in; the signed-in name is recorded as the annotator.
         demo: open the digits demo project (created on first use; works offline).
+        behind_proxy: other people reach the page through a proxy in front of `host` (a Space), so the app is
+            not local even on a loopback address: no server paths, no loopback-only guard.
     """
     root = Path(projects_dir).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     if demo:
         _prepare_demo(root)
-    local_only = is_loopback(host.lower()) and not share
+    local_only = is_loopback(host.lower()) and not share and not behind_proxy
     blocks = build_demo(root, demo=demo, allow_local_paths=local_only)
     try:
         blocks.launch(

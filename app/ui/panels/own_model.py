@@ -66,8 +66,8 @@ def build_own_model_panel(h: Handlers) -> OwnModelPanel:
             elem_id="al-pm-file",
         )
         path = gr.Textbox(
-            label="Or a file or folder on this computer",
-            placeholder="/home/me/models/resnet18_birds.safetensors",
+            label="Or a file or folder on this computer" if h.allow_local_paths else "",
+            placeholder="/home/me/models/resnet18_birds.safetensors" if h.allow_local_paths else None,
             max_lines=1,
             visible=h.allow_local_paths,
         )

@@ -63,7 +63,7 @@ def build_project_panel(h: Handlers, projects: list[str], demo: bool) -> Project
             projects,
             value=DEMO_NAME if demo and DEMO_NAME in projects else None,
             label="Open a project",
-            info="Projects in " + str(h.projects_dir),
+            info=("Projects in " + str(h.projects_dir)) if h.allow_local_paths else None,
             allow_custom_value=False,
         )
         with gr.Row():

@@ -37,15 +37,17 @@ def build_upload_panel(h: Handlers, open_: bool) -> UploadPanel:
             file_types=["image", ".zip", ".csv"],
             height=120,
         )
+        local = h.allow_local_paths  # otherwise nothing on the page mentions the server's disk
         local_folder = gr.Textbox(
-            label="Or a folder on this computer",
-            placeholder="/home/me/photos",
+            label="Or a folder on this computer" if local else "",
+            placeholder="/home/me/photos" if local else None,
             max_lines=1,
-            visible=h.allow_local_paths,
+            visible=local,
         )
         from_folders = gr.Checkbox(
             label="Labels from folder names",
-            info="For class folders (folder/cat/…, folder/dog/…) in a zip or a folder on this computer.",
+            info="For class folders (folder/cat/…, folder/dog/…) in a zip"
+            + (" or a folder on this computer." if local else " or an uploaded folder."),
         )
         import_button = gr.Button("Import images", variant="primary")
         report = gr.Markdown(elem_id="al-report")
