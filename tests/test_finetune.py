@@ -174,3 +174,22 @@ def test_fine_tune_round_re_embeds_selects_and_survives_a_restart(digits, tmp_pa
         assert sorted(p.name for p in (reopened.store.root / "embeddings").glob("*-ft-*")) == tuned_dirs
         np.testing.assert_allclose(_all_probs(reopened), before, atol=0)
     reopened.close()
+
+
+@pytest.mark.slow
+def test_on_zero_gpu_a_fine_tune_round_trains_and_embeds_inside_gpu_calls(digits, tmp_path, monkeypatch) -> None:
+    from app.engine import gpu
+    from tests.test_space import StandInSpaces
+
+    stand_in = StandInSpaces()
+    monkeypatch.setattr(gpu, "run_on_gpu", gpu.make_runner({"SPACES_ZERO_GPU": "1"}, load=lambda _name: stand_in))
+    paths, y = digits
+    truth = {p.name: str(t) for p, t in zip(paths, y, strict=True)}
+    session = ActiveLearningSession.create(tmp_path, "ft-gpu", NAMES, FINETUNE)
+    session.add_data(paths)
+    session.ensure_batch()
+    _label_batch(session, truth)
+    session.run_round()
+    session.close()
+    assert "finetune" in stand_in.calls
+    assert stand_in.calls.count("embed_paths") >= 2  # the pool once frozen, then again by the tuned backbone
