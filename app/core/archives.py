@@ -37,6 +37,8 @@ MAX_FILE_BYTES = 1 << 30  # 1 GiB: no sensible image file is larger
 ENV_MAX_UPLOAD = "ALABEL_MAX_UPLOAD_BYTES"
 ENV_MAX_RATIO = "ALABEL_MAX_ZIP_RATIO"
 ENV_MAX_ENTRIES = "ALABEL_MAX_ZIP_ENTRIES"
+ENV_MAX_IMAGES = "ALABEL_MAX_UPLOAD_IMAGES"
+ENV_MAX_POOL = "ALABEL_MAX_POOL"
 DEFAULT_MAX_UPLOAD_BYTES = 4 << 30
 DEFAULT_MAX_RATIO = 200.0
 DEFAULT_MAX_ENTRIES = 100_000
@@ -100,11 +102,15 @@ class IngestLimits:
         max_ratio: the most an entry may inflate, as a multiple of its compressed size (stored and deflated
             entries: only those over 1 MB).
         max_zip_entries: the most entries (files and folders) one zip archive may hold.
+        max_images: the most images one import may bring (None: no limit).
+        max_pool: the most images one project may hold (None: no limit).
     """
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_ratio: float = DEFAULT_MAX_RATIO
     max_zip_entries: int = DEFAULT_MAX_ENTRIES
+    max_images: int | None = None
+    max_pool: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
@@ -119,7 +125,8 @@ class IngestLimits:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestLimits:
         """Limits from ``ALABEL_MAX_UPLOAD_BYTES`` (bytes, or with a K/M/G/T suffix: ``8G``),
-        ``ALABEL_MAX_ZIP_RATIO`` and ``ALABEL_MAX_ZIP_ENTRIES``; the defaults where they are unset or empty.
+        ``ALABEL_MAX_ZIP_RATIO``, ``ALABEL_MAX_ZIP_ENTRIES``, ``ALABEL_MAX_UPLOAD_IMAGES`` and ``ALABEL_MAX_POOL``;
+        the defaults where they are unset or empty.
 
         Raises:
             ValueError: a variable is set to something that is not a size or a number.
@@ -128,10 +135,13 @@ class IngestLimits:
         upload = (environ.get(ENV_MAX_UPLOAD) or "").strip()
         ratio = (environ.get(ENV_MAX_RATIO) or "").strip()
         entries = (environ.get(ENV_MAX_ENTRIES) or "").strip()
+        images, pool = ((environ.get(name) or "").strip() for name in (ENV_MAX_IMAGES, ENV_MAX_POOL))
         return cls(
             max_upload_bytes=parse_size(upload, ENV_MAX_UPLOAD) if upload else DEFAULT_MAX_UPLOAD_BYTES,
             max_ratio=_parse_ratio(ratio) if ratio else DEFAULT_MAX_RATIO,
             max_zip_entries=_parse_count(entries) if entries else DEFAULT_MAX_ENTRIES,
+            max_images=_parse_count(images, ENV_MAX_IMAGES) if images else None,
+            max_pool=_parse_count(pool, ENV_MAX_POOL) if pool else None,
         )
 
 
@@ -157,10 +167,29 @@ def _parse_ratio(text: str) -> float:
     return ratio
 
 
-def _parse_count(text: str) -> int:
+def _parse_count(text: str, name: str = ENV_MAX_ENTRIES) -> int:
     if not text.isdecimal():
-        raise ValueError(f"{ENV_MAX_ENTRIES} is '{text}'; set it to a whole number such as 100000.")
+        raise ValueError(f"{name} is '{text}'; set it to a whole number such as 100000.")
     return int(text)
+
+
+def over_counts(planned: int, in_project: int, limits: IngestLimits) -> tuple[int, str | None]:
+    """How many of `planned` images an import may bring into a project holding `in_project`, and the reason the
+    rest are refused (None when all may come)."""
+    allowed, reason = planned, None
+    if limits.max_images is not None and planned > limits.max_images:
+        allowed = limits.max_images
+        reason = (
+            f"One import may bring at most {limits.max_images:,} images and this one has {planned:,}; the rest were "
+            f"not imported. Import them in smaller parts, or set {ENV_MAX_IMAGES} to allow more."
+        )
+    if limits.max_pool is not None and in_project + allowed > limits.max_pool:
+        allowed = max(0, limits.max_pool - in_project)
+        reason = (
+            f"A project may hold at most {limits.max_pool:,} images; the rest were not imported. Start another "
+            f"project for them, or set {ENV_MAX_POOL} to allow more."
+        )
+    return allowed, reason
 
 
 def format_bytes(count: int) -> str:

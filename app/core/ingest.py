@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from app.core.archives import MAX_FILE_BYTES, TOO_BIG, EntryReader, IngestLimits, UnpackBudget, UnpackLimitError
+from app.core.archives import (
+    MAX_FILE_BYTES,
+    TOO_BIG,
+    EntryReader,
+    IngestLimits,
+    UnpackBudget,
+    UnpackLimitError,
+    over_counts,
+)
 from app.core.errors import BadImageError, StoreError
 from app.core.images import DEFAULT_MAX_PIXELS, probe_image
 from app.core.progress import CountProgressFn
@@ -122,7 +130,8 @@ def ingest(
         progress: called as ``progress(done, total, source)``: with total None while sources are listed,
             then after every image. Exceptions it raises stop the import (images already done stay imported).
         annotator: recorded on the label annotations this import creates.
-        limits: what zip archives may unpack (never more than the free disk space); None: `IngestLimits.from_env`.
+        limits: what zip archives may unpack (never more than the free disk space), how many images one import and
+            one project may hold; None: `IngestLimits.from_env`.
 
     Returns:
         The report; bad inputs (including a whole bad CSV or zip) are in `IngestReport.rejected`.
@@ -132,9 +141,13 @@ def ingest(
         ValueError: `limits` is None and an ``ALABEL_MAX_...`` variable is not a number.
     """
     report = IngestReport()
-    importer = _Importer(store, max_pixels, annotator, report, IngestLimits.from_env() if limits is None else limits)
+    limits = IngestLimits.from_env() if limits is None else limits
+    importer = _Importer(store, max_pixels, annotator, report, limits)
     try:
         items = importer.plan(sources, progress, labels_from_folders, allowed_roots)
+        allowed, reason = over_counts(len(items), store.count_images(), limits)
+        report.rejected.extend(Rejection(item.source, reason) for item in items[allowed:] if reason)
+        items = items[:allowed]
         for done, item in enumerate(items, start=1):
             importer.run(item)
             if progress is not None:
