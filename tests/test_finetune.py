@@ -51,6 +51,18 @@ def _label_batch(session: ActiveLearningSession, truth: dict[str, str]) -> None:
             session.store.add_annotation(item.image_id, truth[session.store.get_image(item.image_id).original_name])
 
 
+def _labeled_project(tmp_path, name: str, digits) -> tuple[ActiveLearningSession, dict[str, str]]:
+    """A fine-tune project on the digits with its first batch labeled by the truth (no round run yet), and the
+    truth by file name."""
+    paths, y = digits
+    truth = {p.name: str(t) for p, t in zip(paths, y, strict=True)}
+    session = ActiveLearningSession.create(tmp_path, name, NAMES, FINETUNE)
+    session.add_data(paths)
+    session.ensure_batch()
+    _label_batch(session, truth)
+    return session, truth
+
+
 def _all_probs(session: ActiveLearningSession) -> np.ndarray:
     ids = session.store.image_ids()
     probs = [session.predictions(i) for i in ids]
@@ -104,12 +116,7 @@ def test_finetune_trains_the_backbone_and_leaves_the_inputs_alone(digits, tiny_b
 
 @pytest.mark.slow
 def test_fine_tune_round_re_embeds_selects_and_survives_a_restart(digits, tmp_path) -> None:
-    paths, y = digits
-    truth = {p.name: str(t) for p, t in zip(paths, y, strict=True)}
-    session = ActiveLearningSession.create(tmp_path, "ft", NAMES, FINETUNE)
-    session.add_data(paths)
-    session.ensure_batch()
-    _label_batch(session, truth)
+    session, truth = _labeled_project(tmp_path, "ft", digits)
     messages: list[str] = []
 
     metrics = session.run_round(progress=lambda f, m: messages.append(m))
@@ -183,12 +190,7 @@ def test_on_zero_gpu_a_fine_tune_round_trains_and_embeds_inside_gpu_calls(digits
 
     stand_in = StandInSpaces()
     monkeypatch.setattr(gpu, "run_on_gpu", gpu.make_runner({"SPACES_ZERO_GPU": "1"}, load=lambda _name: stand_in))
-    paths, y = digits
-    truth = {p.name: str(t) for p, t in zip(paths, y, strict=True)}
-    session = ActiveLearningSession.create(tmp_path, "ft-gpu", NAMES, FINETUNE)
-    session.add_data(paths)
-    session.ensure_batch()
-    _label_batch(session, truth)
+    session, _ = _labeled_project(tmp_path, "ft-gpu", digits)
     session.run_round()
     session.close()
     assert "finetune" in stand_in.calls

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,13 +21,6 @@ def many_class_predictions() -> tuple[list[int], list[int]]:
     pairs += [(3, 9)] * 7 + [(5, 2)] * 4 + [(10, 11)] * 2
     pairs += [(100 + i, 600 + i) for i in range(87)]
     return [t for t, _ in pairs], [p for _, p in pairs]
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "proj")
-    yield project
-    project.close()
 
 
 def fake_session(store: ProjectStore) -> SimpleNamespace:

@@ -20,13 +20,6 @@ from app.core.store import SCHEMA_VERSION, BatchItem, ProjectStore
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    project = ProjectStore(tmp_path / "proj")
-    yield project
-    project.close()
-
-
 def sha(i: int) -> str:
     return hashlib.sha256(str(i).encode()).hexdigest()
 

@@ -94,7 +94,7 @@ class UnpackLimitError(IngestError):
 
 @dataclass(frozen=True)
 class IngestLimits:
-    """How much one import may unpack from zip archives.
+    """What one import may bring: bytes unpacked from zip archives, and images per import and per project.
 
     Attributes:
         max_upload_bytes: the most bytes inflated from all the zip archives of one import together (image files

@@ -13,3 +13,7 @@ ProgressFn = Callable[[float, str], None]
 
 CountProgressFn = Callable[[int, int | None, str], None]
 """Called with (items done, total or None while still unknown, the item being read)."""
+
+
+def no_progress(_fraction: float, _message: str) -> None:
+    """A `ProgressFn` that reports nowhere (the default where nobody watches)."""

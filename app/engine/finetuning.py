@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from app.core.progress import ProgressFn
+from app.core.progress import ProgressFn, no_progress
 from app.engine import gpu
 from app.engine.embedding_cache import EmbeddingCache
 from app.engine.learners import FitData, Fitted, embed_missing, stopped
@@ -40,10 +40,6 @@ def finetune_message() -> str:
 def can_finetune(n_train: int) -> bool:
     """Whether there are enough training images to fine-tune (else the round trains the head only)."""
     return n_train >= MIN_IMAGES
-
-
-def _noop(_fraction: float, _message: str) -> None:
-    return None
 
 
 def _with_epoch(message: str, trainer_message: str) -> str:
@@ -76,7 +72,7 @@ class FineTuneLearner:
     def fit(self, data: FitData, progress: ProgressFn | None, stop: threading.Event | None) -> Fitted | None:
         """The tuned head and backbone, and the pool as the tuned backbone embeds it; None when stopped (nothing
         is left behind)."""
-        report = progress or _noop
+        report = progress or no_progress
         names = tuple(data.label_names)
         start = time.perf_counter()
         head = train_head(

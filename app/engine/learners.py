@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from app.core.progress import ProgressFn
+from app.core.progress import ProgressFn, no_progress
 from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
 from app.engine import gpu
@@ -33,10 +33,6 @@ from lit_models.train import predict_proba, train_head
 from lit_models.trainer import Compute
 
 EMBED_MESSAGE = "Computing embeddings"
-
-
-def _noop(_fraction: float, _message: str) -> None:
-    return None
 
 
 def stopped(stop: threading.Event | None) -> bool:
@@ -190,14 +186,14 @@ def embed_missing(
     ids: Sequence[int],
     paths: Mapping[int, Path],
     *,
-    progress: ProgressFn = _noop,
+    progress: ProgressFn = no_progress,
     stop_event: threading.Event | None = None,
     message: str = EMBED_MESSAGE,
     compute: Compute = Compute(),
 ) -> None:
     """Embed the images of `ids` that `cache` lacks with `backbone`, in chunks (each chunk is committed).
 
-    With ``compute.devices * compute.num_nodes > 1`` they are embedded in one run over that many processes
+    With ``compute.distributed`` (several processes) they are embedded in one run over that many processes
     (Lightning's DDP), which reports no progress and cannot be stopped.
 
     Raises:
@@ -206,7 +202,7 @@ def embed_missing(
     from lit_models.embed import embed_paths
 
     missing = cache.missing(ids)
-    spread = compute.devices * compute.num_nodes > 1
+    spread = compute.distributed
     done = [0]
 
     def embed(part: list[int]) -> np.ndarray:

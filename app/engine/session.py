@@ -7,7 +7,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 from app.core.atomic import clean_temp_files
 from app.core.errors import AppError, EmptyPoolError, StoreError
 from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
-from app.core.progress import ProgressFn
+from app.core.progress import CountProgressFn, ProgressFn, no_progress
 from app.core.settings import ProjectSettings
 from app.core.store import Annotation, BatchItem, ImageRow, ProjectStore, RoundRow
 from app.core.strategies import select_batch
@@ -30,10 +30,6 @@ from lit_models.trainer import Compute
 
 _NAME_RE = re.compile(r"^[\w][\w .-]{0,63}$")
 ROUND_JOB = "round"
-
-
-def _noop(_fraction: float, _message: str) -> None:
-    return None
 
 
 def _scaled(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
@@ -134,7 +130,7 @@ class ActiveLearningSession:
         *,
         labels_from_folders: bool = False,
         allowed_roots: Sequence[str | Path] = (),
-        progress: Callable[[int, int | None, str], None] | None = None,
+        progress: CountProgressFn | None = None,
     ) -> IngestReport:
         """Import images (folders, files, zips, CSVs); see `app.core.ingest.ingest`."""
         return ingest(
@@ -197,7 +193,7 @@ class ActiveLearningSession:
         sel = select_batch(strategy, k, probs=probs, pool_emb=pool_emb, labeled_emb=labeled_emb, seed=seed)
         return [(pool[int(i)], sel.strategy, float(s)) for i, s in zip(sel.indices, sel.scores, strict=True)]
 
-    def ensure_batch(self, progress: ProgressFn = _noop) -> list[BatchItem]:
+    def ensure_batch(self, progress: ProgressFn = no_progress) -> list[BatchItem]:
         """Make sure there is a batch to label: the cold-start pick when nothing is labeled yet."""
         with self._batch_lock:
             current = self.store.batch()
@@ -296,7 +292,7 @@ class ActiveLearningSession:
     def round_status(self) -> JobStatus | None:
         return self.jobs.status(ROUND_JOB)
 
-    def ensure_embeddings(self, progress: ProgressFn = _noop) -> np.ndarray:
+    def ensure_embeddings(self, progress: ProgressFn = no_progress) -> np.ndarray:
         """Embed every image not cached yet; returns the embeddings of all images in id order.
 
         With `devices` x `num_nodes` > 1 in the settings, the missing images are embedded in one run over that many
@@ -306,7 +302,7 @@ class ActiveLearningSession:
         self._embed(ids, progress)
         return self.model.cache.get(ids)
 
-    def _embed(self, ids: list[int], progress: ProgressFn = _noop, *, current: bool = False) -> None:
+    def _embed(self, ids: list[int], progress: ProgressFn = no_progress, *, current: bool = False) -> None:
         """Embed the images of `ids` the frozen backbone (`current`: the current model's backbone) has not."""
         cache = self.model.current_cache() if current else self.model.cache
         if not cache.missing(ids):
@@ -319,7 +315,7 @@ class ActiveLearningSession:
         embed_missing(backbone, cache, ids, paths, progress=progress, message=message, compute=compute)
 
     def run_round(
-        self, *, progress: ProgressFn = _noop, stop_event: threading.Event | None = None, record: bool = True
+        self, *, progress: ProgressFn = no_progress, stop_event: threading.Event | None = None, record: bool = True
     ) -> dict[str, Any]:
         """Run one round now (blocking): embeddings, train, evaluate, score the pool, select the next batch.
 
