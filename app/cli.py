@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.core.errors import AppError
+from app.ui.hosting import Hosting
 
 DEFAULT_PROJECTS_DIR = os.environ.get("ALABEL_PROJECTS_DIR", str(Path.home() / "alabel-projects"))
 
@@ -36,7 +37,25 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--space",
         action="store_true",
         help="run as a Hugging Face Space (also when SYSTEM=spaces or SPACE_ID is set): listen where "
-        "GRADIO_SERVER_NAME/GRADIO_SERVER_PORT say, open the demo, sign-in from ALABEL_AUTH/ALABEL_AUTH_FILE",
+        "GRADIO_SERVER_NAME/GRADIO_SERVER_PORT say, open the demo, a private workspace per visitor",
+    )
+    p.add_argument(
+        "--workspaces",
+        action="store_true",
+        help="give each visitor a private workspace of their own (the default on a Space)",
+    )
+    p.add_argument(
+        "--shared-project",
+        metavar="NAME",
+        default=os.environ.get("ALABEL_SHARED_PROJECT") or None,
+        help="everyone labels this one project together (also ALABEL_SHARED_PROJECT); only the host exports",
+    )
+    p.add_argument(
+        "--host-user",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="with --shared-project: this signed-in user is the host (repeatable; ALABEL_HOST_PASSWORD also works)",
     )
     return p
 
@@ -131,7 +150,8 @@ def _serve(argv: Sequence[str]) -> int:
         args.space = True
         _as_space(args, os.environ)
     auth = _auth_pairs(args.auth or [], args.auth_file)
-    if args.share and not auth and not args.public:
+    hosting = _hosting(args, os.environ)
+    if args.share and not auth and not args.public and not (hosting.private or hosting.crowd):
         raise AppError(
             "--share opens a public link that anyone who has it can use. Add --auth USER:PASS or --auth-file FILE "
             "so people sign in, or --public to let anyone with the link label and export."
@@ -148,8 +168,25 @@ def _serve(argv: Sequence[str]) -> int:
         auth=auth,
         demo=args.demo,
         behind_proxy=bool(args.space),
+        hosting=hosting,
     )
     return 0
+
+
+def _hosting(args: argparse.Namespace, env: Mapping[str, str]) -> Hosting:
+    """How the server is shared: one shared project, private workspaces (the default on a Space), or one folder."""
+    from app.engine.workspaces import WorkspaceLimits
+
+    crowd = args.shared_project
+    owner = env.get("SPACE_AUTHOR_NAME") if args.space else None
+    return Hosting(
+        private=bool(args.workspaces or args.space) and not crowd,
+        shared_project=crowd,
+        limits=WorkspaceLimits.from_env(env),
+        host_password=env.get("ALABEL_HOST_PASSWORD") or None,
+        host_users=(*args.host_user, *([owner] if owner else [])),
+        hf_login=bool(args.space and crowd and env.get("OAUTH_CLIENT_ID")),
+    )
 
 
 def on_space(env: Mapping[str, str]) -> bool:
@@ -158,8 +195,8 @@ def on_space(env: Mapping[str, str]) -> bool:
 
 
 def _as_space(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    """A Space's settings: its address, the demo, sign-in from its secrets; every visitor shares one projects folder,
-    so a Space without sign-in must say so (``ALABEL_PUBLIC=1``)."""
+    """A Space's settings: its address, the demo, sign-in from its secrets (optional: each visitor works in a
+    private workspace, or everyone labels the shared project under their own name)."""
     args.host = env.get("GRADIO_SERVER_NAME") or "0.0.0.0"
     try:
         args.port = int(env.get("GRADIO_SERVER_PORT") or 7860)
@@ -169,14 +206,6 @@ def _as_space(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     args.auth = [*(args.auth or []), *[item.strip() for item in env.get("ALABEL_AUTH", "").split(",") if item.strip()]]
     args.auth_file = args.auth_file or env.get("ALABEL_AUTH_FILE") or None
     args.public = args.public or env.get("ALABEL_PUBLIC", "").strip().lower() in ("1", "true", "yes")
-    if not args.auth and not args.auth_file and not args.public:
-        raise AppError(
-            "On a Space every visitor sees and changes the same projects. Add the secret ALABEL_AUTH "
-            "(user:password, comma separated for several people) so people sign in, or set the variable "
-            "ALABEL_PUBLIC=1 to let anyone who opens the Space label and export."
-        )
-    if args.public and not args.auth and not args.auth_file:
-        print("Space without sign-in: anyone who opens it can label, undo and export.", flush=True)
 
 
 def _auth_pairs(items: Sequence[str], auth_file: str | None) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from gradio_client.exceptions import AppError
 
 from app.engine.demo import write_digits
 from app.ui import registry
+from app.ui.image_route import file_of
 from app.ui.layout import build_demo
 from app.ui.server import launch_kwargs
 from tests.ui_support import DIGITS, MODELS, TINY, TINY_MODEL, digit_of
@@ -75,10 +76,12 @@ def file_name(caption: str) -> str:
 
 
 def image_file(image_html: str) -> Path:
-    """The project file the labeling image shows (its address is the file's path on this computer)."""
-    match = re.search(r'<img src="gradio_api/file=([^"]+)"', image_html or "")
+    """The project file the labeling image shows (its address names the project and the image, not a path)."""
+    match = re.search(r'<img src="(alabel/image/[^"]+)"', image_html or "")
     assert match, image_html
-    return Path(unquote(html.unescape(match.group(1))))
+    found = file_of(unquote(html.unescape(match.group(1))))
+    assert found is not None, match.group(1)
+    return found[0]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 120.0) -> Any:

@@ -42,7 +42,7 @@ except ImportError:  # the `browser` fixture skips (or fails) with the reason
     Browser = Page = expect = sync_playwright = None
 
 TIMEOUT = 90_000  # ms; rounds train in a background thread and the first batch needs embeddings
-IMAGE_SRC = re.compile(r"gradio_api/file=.+\.png")
+IMAGE_SRC = re.compile(r"alabel/image/.+\.png")
 
 
 @pytest.fixture(scope="module")

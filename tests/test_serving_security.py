@@ -17,6 +17,7 @@ from app.ui import registry
 from app.ui.downloads import hand_out
 from app.ui.handlers import CUSTOM, Handlers, annotator, new_client_id
 from app.ui.host_guard import allowed, host_name
+from app.ui.image_route import image_url
 from tests.browser_support import running_app
 from tests.ui_support import DIGITS, MODELS, TINY, wait_round
 
@@ -58,12 +59,21 @@ def _file_routes(path: Path) -> list[str]:
     return [f"/gradio_api/file={text}", f"/gradio_api/file/{text}"]
 
 
-def test_only_images_of_open_projects_are_served(app_and_projects: tuple[str, Path]) -> None:
+def _cookie(client: str) -> dict[str, str]:
+    return {"Cookie": f"alabel_client_7860={client}"}
+
+
+def test_only_images_of_projects_reach_a_page_of_this_server(app_and_projects: tuple[str, Path]) -> None:
     url, projects = app_and_projects
     mine = registry.get(projects, "mine")
     image = mine.store.image_path(mine.store.image_ids()[0])
-    for route in _file_routes(image):
-        assert _get(url, route).status == 200
+    address = "/" + image_url(image)
+    assert str(projects) not in address  # no server path in the page
+    assert _get(url, address, _cookie(tokens.new_token())).status == 200
+    assert _get(url, address).status == 403  # not from a page this server handed a tab id
+    assert _get(url, address, _cookie(tokens.new_token(b"another server's key"))).status == 403
+    for route in _file_routes(image):  # Gradio's own file route serves no project file at all
+        assert _get(url, route).status in (403, 404), route
     private = [
         projects / "mine" / "project.db",
         projects / "mine" / "checkpoints" / "round_0001.ckpt",
@@ -72,10 +82,13 @@ def test_only_images_of_open_projects_are_served(app_and_projects: tuple[str, Pa
         projects / "other" / "exports" / "labels.csv",
         projects / "other" / "project.db",
     ]
+    base = address.split("/mine/")[0] + "/mine"
     for path in private:
         assert path.is_file()
         for route in _file_routes(path):
             assert _get(url, route).status in (403, 404), route
+    for sneaky in ("../project.db", "..%2Fproject.db", "%2E%2E/project.db", "../../other/project.db"):
+        assert _get(url, f"{base}/{sneaky}", _cookie(tokens.new_token())).status in (403, 404), sneaky
 
 
 def test_a_request_for_another_host_or_from_another_site_is_refused(app_and_projects: tuple[str, Path]) -> None:
@@ -188,11 +201,12 @@ def test_the_tab_id_round_trips_through_the_page_and_cannot_be_made_up(app_and_p
     url, _ = app_and_projects
     client = Client(url, verbose=False)
     try:
-        first = client.predict("", "", api_name="/init")[0]  # the hidden box the tab keeps for its reloads
-        assert tokens.verify(first)
-        assert client.predict(first, "", api_name="/init")[0] == first  # a reload keeps the tab's id
+        # outputs: the workspace token (none outside workspaces), then the hidden box the tab keeps for reloads
+        workspace, first = client.predict("", "", api_name="/init")[:2]
+        assert workspace == "" and tokens.verify(first)
+        assert client.predict(first, "", api_name="/init")[1] == first  # a reload keeps the tab's id
         forged = first[:-1] + ("0" if first[-1] != "0" else "1")
-        assert client.predict(forged, "", api_name="/init")[0] not in (forged, first)
+        assert client.predict(forged, "", api_name="/init")[1] not in (forged, first)
     finally:
         client.close()
 

@@ -15,7 +15,6 @@ import yaml
 from packaging.requirements import Requirement
 
 from app import cli
-from app.core.errors import AppError
 from app.engine import gpu
 from tests.browser_support import free_port
 
@@ -43,15 +42,26 @@ def test_the_readme_opens_with_the_front_matter_a_space_needs() -> None:
     assert gradio.specifier.contains(str(meta["sdk_version"]))  # the Gradio a Space installs is one we allow
 
 
-def test_a_space_is_recognised_and_needs_sign_in_or_an_explicit_public() -> None:
+def test_a_space_is_recognised_and_gives_each_visitor_a_workspace_unless_a_project_is_shared() -> None:
     assert cli.on_space({"SYSTEM": "spaces"}) and cli.on_space({"SPACE_ID": "ann/labeler"})
     assert not cli.on_space({})
     args = cli._serve_parser().parse_args([])
-    with pytest.raises(AppError, match="ALABEL_AUTH"):
-        cli._as_space(args, {"GRADIO_SERVER_PORT": "7861"})
+    args.space = True
     cli._as_space(args, {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861", "ALABEL_AUTH": "a:1, b:2"})
     assert (args.host, args.port, args.demo, args.share) == ("0.0.0.0", 7861, True, False)
     assert cli._auth_pairs(args.auth, args.auth_file) == [("a", "1"), ("b", "2")]
+    hosting = cli._hosting(args, {"ALABEL_MAX_WORKSPACES": "3", "ALABEL_WORKSPACE_IDLE_HOURS": "0.5"})
+    assert hosting.private and not hosting.crowd
+    assert (hosting.limits.max_workspaces, hosting.limits.idle_hours) == (3, 0.5)
+    shared = cli._serve_parser().parse_args(["--shared-project", "birds"])
+    shared.space = True
+    env = {"SPACE_AUTHOR_NAME": "owner", "ALABEL_HOST_PASSWORD": "pw"}
+    hosting = cli._hosting(shared, env)
+    assert hosting.crowd and not hosting.private and hosting.shared_project == "birds"
+    assert hosting.is_host("owner") and hosting.is_host(None, "pw")
+    assert not hosting.is_host("visitor") and not hosting.is_host(None, "wrong")
+    with pytest.raises(ValueError, match="ALABEL_WORKSPACE_IDLE_HOURS"):
+        cli._hosting(args, {"ALABEL_WORKSPACE_IDLE_HOURS": "soon"})
 
 
 def _space_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
@@ -66,14 +76,6 @@ def _space_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
     }
 
 
-def test_the_entry_file_refuses_an_open_space_without_saying_so(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "space.py"], cwd=REPO, env=_space_env(tmp_path, free_port()), capture_output=True, text=True
-    )
-    assert done.returncode == 2
-    assert "ALABEL_AUTH" in done.stderr and "ALABEL_PUBLIC=1" in done.stderr
-
-
 def _get(url: str, host: str | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
@@ -86,7 +88,7 @@ def _get(url: str, host: str | None = None) -> tuple[int, str]:
 @pytest.mark.slow
 def test_the_entry_file_serves_the_demo_where_the_space_says(tmp_path: Path) -> None:
     port = free_port()
-    env = _space_env(tmp_path, port, ALABEL_PUBLIC="1")
+    env = _space_env(tmp_path, port)
     proc = subprocess.Popen([sys.executable, "space.py"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         deadline, status = time.monotonic() + 300, None
@@ -101,7 +103,7 @@ def test_the_entry_file_serves_the_demo_where_the_space_says(tmp_path: Path) -> 
         status, config = _get(f"http://127.0.0.1:{port}/config", host="someone-labeler.hf.space")
         assert status == 200
         assert str(tmp_path) not in config and "on this computer" not in config
-        assert (tmp_path / "projects" / "digits-demo" / "project.db").is_file()
+        assert (tmp_path / "projects" / "templates" / "digits-demo" / "project.db").is_file()
     finally:
         proc.terminate()
         proc.wait(30)

@@ -41,3 +41,35 @@ def verify(candidate: str | None, key: bytes | None = None) -> bool:
     if match is None:
         return False
     return hmac.compare_digest(match.group(2), _signature(match.group(1), key or _key()))
+
+
+def token_id(token: str) -> str:
+    """The random part of a token (24 hex digits): safe as a folder name, and says nothing of the signature."""
+    return token.partition("-")[0]
+
+
+def join_client(workspace: str, tab: str) -> str:
+    """A tab id inside a workspace: the workspace's token and the tab's own, e.g. ``"<token>.<token>"``."""
+    return f"{workspace}.{tab}"
+
+
+def verify_client(candidate: str | None, key: bytes | None = None) -> bool:
+    """True for a tab id this server handed out: a token, or a workspace token and a tab token joined."""
+    parts = (candidate or "").split(".")
+    return 1 <= len(parts) <= 2 and all(verify(part, key) for part in parts)
+
+
+def workspace_of(client: str | None, key: bytes | None = None) -> str | None:
+    """The workspace id of a tab id the server handed out (None for a tab id without one, or a forged id)."""
+    parts = (client or "").split(".")
+    if len(parts) != 2 or not verify_client(client, key):
+        return None
+    return token_id(parts[0])
+
+
+def browser_secret() -> str:
+    """A key for the browser's own storage of tokens: fixed while ``ALABEL_SECRET`` is, and not that secret.
+
+    Browsers see this key (it scrambles what they keep, it does not protect it): the tokens' signatures do.
+    """
+    return hmac.new(_key(), b"browser-storage", hashlib.sha256).hexdigest()[:32]

@@ -21,9 +21,12 @@ from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings, default_settings
 from app.core.strategies import DEFAULT_STRATEGY
 from app.engine.session import ROUND_JOB, ActiveLearningSession
+from app.ui import registry
 from app.ui.errors import friendly, plain
+from app.ui.hosting import Hosting
+from app.ui.image_route import register_root
 from app.ui.model_handlers import ModelHandlers, check_model_name
-from app.ui.sessions import NO_PROJECT, Sessions
+from app.ui.sessions import NO_PROJECT, RELOAD, Sessions
 from app.ui.views import (
     LabelView,
     Upcoming,
@@ -59,11 +62,17 @@ def new_client_id(candidate: str | None = None) -> str:
 def annotator(client: str | None, user: str | None = None) -> str:
     """Who labeled: the signed-in name; without sign-in "user" and the tab, so undo takes back only your labels.
 
-    The tab id is one the server signed (`new_client_id`), so nobody can pose as another tab.
+    The tab id is one the server signed (`new_client_id`), so nobody can pose as another tab. In a workspace the
+    id starts with the visitor's own part, the same in all their tabs.
     """
     if user:
         return user
     return f"user#{(client or 'anonymous')[:8]}"
+
+
+def visitor_name(client: str | None, user: str | None = None) -> str:
+    """The name a visitor's labels are recorded under, as the page shows it to them."""
+    return annotator(client, user)
 
 
 def _image_size(value: Any) -> int | None:
@@ -108,6 +117,7 @@ class Handlers:
         model_choices: model type name -> (timm name or None for a typed name, weights source).
         base_settings: settings the New project form does not set (epochs, seed, ...).
         allow_local_paths: folders and model files may be given by a path on this computer.
+        hosting: how the server is shared (one folder, private workspaces, one shared project).
     """
 
     def __init__(
@@ -117,9 +127,15 @@ class Handlers:
         model_choices: dict[str, tuple[str | None, str]] | None = None,
         base_settings: ProjectSettings | None = None,
         allow_local_paths: bool = False,
+        hosting: Hosting | None = None,
     ) -> None:
-        self.sessions = Sessions.at(projects_dir)
+        self.hosting = hosting or Hosting()
+        root = Path(projects_dir).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        workspaces = self.hosting.workspaces(root, on_remove=registry.close_all)
+        self.sessions = Sessions.at(root, workspaces, self.hosting.shared_project)
         self.projects_dir = self.sessions.projects_dir
+        register_root(root, workspaces is not None)
         self.model_choices = dict(model_choices or MODEL_CHOICES)
         self.base_settings = base_settings or default_settings()
         self.allow_local_paths = allow_local_paths
@@ -132,10 +148,32 @@ class Handlers:
         self._answers: dict[str, int] = {}  # client id -> the newest labeling answer made for it
         self._answer_ids = itertools.count(1)
 
-    new_client = staticmethod(new_client_id)
+    def new_client(self, candidate: str | None = None) -> str:
+        """The tab's id when this server signed it; outside a workspace a fresh one otherwise."""
+        if tokens.verify_client(candidate):
+            return str(candidate)
+        if self.sessions.private:
+            raise gr.Error(RELOAD)
+        return tokens.new_token()
 
-    def list_projects(self) -> list[str]:
-        return self.sessions.names()
+    @friendly
+    def visitor(self, workspace: str | None, candidate: str | None) -> tuple[str, str]:
+        """Page load: (the visitor's workspace token, the tab's id); both kept by the browser for its reloads.
+
+        Outside private workspaces the workspace token is empty. In them, a token this server did not sign gets a
+        fresh workspace (made now, with a copy of the demo), and the tab id is kept only within its workspace.
+        """
+        if not self.sessions.private:
+            return "", new_client_id(candidate)
+        assert self.sessions.workspaces is not None
+        token = workspace if tokens.verify(workspace) else tokens.new_token()
+        self.sessions.workspaces.open(tokens.token_id(str(token)))
+        same = tokens.workspace_of(candidate) == tokens.token_id(str(token))
+        tab = str(candidate).split(".")[1] if same else tokens.new_token()
+        return str(token), tokens.join_client(str(token), tab)
+
+    def list_projects(self, client: str | None = None) -> list[str]:
+        return self.sessions.names(client)
 
     # ------------------------------------------------------------------------------------------ projects
     @friendly
@@ -170,23 +208,35 @@ class Handlers:
         )
 
     @friendly
-    def start_project(self, name: str, labels_text: str, settings: ProjectSettings) -> tuple[str, LabelView]:
-        """Create a project (Start Project); returns its name and the (empty) labeling view."""
-        session = ActiveLearningSession.create(self.projects_dir, name, parse_labels(labels_text), settings)
-        session = self.sessions.register(session)
-        return session.name, message_view(session, waiting_message(session))
+    def start_project(
+        self, name: str, labels_text: str, settings: ProjectSettings, client: str | None = None
+    ) -> tuple[str, LabelView]:
+        """Create a project (Start Project); returns its reference and the (empty) labeling view."""
+        if self.hosting.crowd:
+            raise gr.Error("Everyone here labels one shared project, so new projects cannot be started.")
+        folder = self.sessions.folder(client)
+        session = ActiveLearningSession.create(folder, name, parse_labels(labels_text), settings)
+        session = self.sessions.register(session, client)
+        return self.sessions.ref(client, session.name), message_view(session, waiting_message(session))
 
     @friendly
     def open_project(self, name: str | None, client: str) -> tuple[str, LabelView]:
-        """Open a project and show where it stopped (the image this tab had, else the next one of the batch)."""
+        """Open a project and show where it stopped (the image this tab had, else the next one of the batch).
+
+        Returns:
+            The project's reference (what the page keeps) and the labeling view.
+        """
         if not name:
             raise gr.Error("Choose a project in the list first.")
-        session = self.sessions.get(name)
-        if self.sessions.first_visit(session.name):
+        if name not in self.sessions.names(client):
+            raise gr.Error(plain(f"There is no project named '{name}'. Choose one from the list."))
+        ref = self.sessions.ref(client, name)
+        session = self.sessions.get(ref)
+        if self.sessions.first_visit(ref):
             # Claims in the store come from tabs of an earlier run: resume at the batch's first open image.
             session.labeling.resume(client)
         self.prepare(session)
-        return session.name, self.next_view(session, client)
+        return ref, self.next_view(session, client)
 
     @friendly
     def add_labels(

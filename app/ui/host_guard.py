@@ -9,9 +9,8 @@ request gets no CORS header.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,16 +87,3 @@ async def _refuse(scope: Scope, send: Callable[..., Awaitable[Any]]) -> None:
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", length)]
     await send({"type": "http.response.start", "status": 403, "headers": headers})
     await send({"type": "http.response.body", "body": REFUSED})
-
-
-@contextlib.asynccontextmanager
-async def guard_lifespan(app: Any) -> AsyncIterator[None]:
-    """A FastAPI lifespan that puts `LoopbackGuard` around the app's whole middleware stack before it serves.
-
-    The stack is built when the first (lifespan) message arrives, so wrapping it here places the guard outside
-    every middleware the app adds for itself.
-    """
-    if app.middleware_stack is None:
-        app.middleware_stack = app.build_middleware_stack()
-    app.middleware_stack = LoopbackGuard(app.middleware_stack)
-    yield

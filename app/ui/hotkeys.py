@@ -182,21 +182,52 @@ HOTKEYS_JS = r"""
 
 HEAD = f"<script>{HOTKEYS_JS}</script>"
 
-INIT_JS = r"""
-(client, project) => {
+# The page's images come with a cookie holding the tab's server-signed id (see `app.ui.image_route`); its name
+# carries the page's port, so two apps on one computer do not overwrite each other's.
+_COOKIE_JS = r"""
+const alSetClientCookie = (client) => {
+  if (!client) return;
+  const name = "alabel_client_" + (location.port || (location.protocol === "https:" ? "443" : "80"));
+  const where = location.protocol === "https:" ? "SameSite=None; Secure; Partitioned" : "SameSite=Strict";
+  document.cookie = name + "=" + client + "; path=/; " + where;
+};
+"""
+
+INIT_JS = (
+    r"""
+(client, project, workspace) => {
+"""
+    + _COOKIE_JS
+    + r"""
   let id = client, saved = null;
   try {
     id = sessionStorage.getItem("al-client") || "";
     saved = sessionStorage.getItem("al-project");
   } catch (e) {}
-  return [id, saved || project];
+  alSetClientCookie(id);
+  return [id, saved || project, workspace];
 }
 """
+)
 
-# The server answers `init` with the tab's signed id; the tab keeps it for its reloads.
-REMEMBER_CLIENT_JS = r"""
-(client) => { try { if (client) sessionStorage.setItem("al-client", client); } catch (e) {} return []; }
+# The server answers `init` with the tab's signed id; the tab keeps it for its reloads, and sets the image cookie
+# from it, then asks again for the images that were refused before the cookie was there.
+REMEMBER_CLIENT_JS = (
+    r"""
+(client) => {
 """
+    + _COOKIE_JS
+    + r"""
+  try { if (client) sessionStorage.setItem("al-client", client); } catch (e) {}
+  alSetClientCookie(client);
+  document.querySelectorAll("#al-image img, #al-prefetch img").forEach((img) => {
+    const src = img.getAttribute("src");
+    if (src && !(img.complete && img.naturalWidth)) { img.removeAttribute("src"); img.setAttribute("src", src); }
+  });
+  return [];
+}
+"""
+)
 
 REMEMBER_PROJECT_JS = r"""
 (project) => { try { sessionStorage.setItem("al-project", project || ""); } catch (e) {} return []; }

@@ -10,8 +10,7 @@ from __future__ import annotations
 import html
 import itertools
 
-from gradio_client.utils import encode_file_path
-
+from app.ui.image_route import image_url
 from app.ui.views import LabelView, Upcoming
 
 PLACEHOLDER = "The image to label appears here."
@@ -19,8 +18,8 @@ _answers = itertools.count(1)
 
 
 def file_url(path: str) -> str:
-    """The address the page fetches a project file from (the projects folder is an allowed path)."""
-    return f"gradio_api/file={encode_file_path(path)}"
+    """The address the page fetches a project image from (see `app.ui.image_route`)."""
+    return image_url(path)
 
 
 def image_html(view: LabelView) -> str:

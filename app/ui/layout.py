@@ -15,6 +15,7 @@ import gradio as gr
 
 from app.core.settings import ProjectSettings
 from app.ui.handlers import NO_PROJECT, Handlers
+from app.ui.hosting import Hosting
 from app.ui.hotkeys import INIT_JS, REMEMBER_CLIENT_JS, REMEMBER_PROJECT_JS
 from app.ui.panels.dashboard import DashboardPanel, build_dashboard_panel, wire_dashboard_panel
 from app.ui.panels.labeling import LabelPanel, build_label_panel, wire_label_panel
@@ -61,6 +62,7 @@ def build_demo(
     model_choices: dict[str, tuple[str | None, str]] | None = None,
     base_settings: ProjectSettings | None = None,
     allow_local_paths: bool = False,
+    hosting: Hosting | None = None,
 ) -> gr.Blocks:
     """Build the labeling app over a projects folder (launch it with `app.ui.server.launch_kwargs`).
 
@@ -71,9 +73,14 @@ def build_demo(
             offers the bundled EfficientNet-Lite0 and a few hub models.
         base_settings: settings the New project form does not set (epochs, seed, ...).
         allow_local_paths: the app serves only this computer, so folders may be given by path.
+        hosting: how the server is shared (`app.ui.hosting`); the default is one projects folder.
     """
     h = Handlers(
-        projects_dir, model_choices=model_choices, base_settings=base_settings, allow_local_paths=allow_local_paths
+        projects_dir,
+        model_choices=model_choices,
+        base_settings=base_settings,
+        allow_local_paths=allow_local_paths,
+        hosting=hosting,
     )
     page = build_page(h, demo)
     with page.blocks:
@@ -84,9 +91,9 @@ def build_demo(
 
 def build_page(h: Handlers, demo: bool) -> Page:
     """Lay out the page's components (nothing wired yet)."""
-    projects = h.list_projects()
+    projects = [] if h.sessions.private else h.list_projects()
     with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(3600, 86400)) as blocks:
-        states = build_states(demo)
+        states = build_states(demo, h.sessions.private)
         with gr.Row(equal_height=True):
             gr.HTML(
                 f"<div><h1>{TITLE}</h1><p>Label only the images the model needs; it learns from every batch.</p></div>",
@@ -121,27 +128,35 @@ def wire_page(page: Page, h: Handlers) -> None:
     """Attach every event of the page (inside the Blocks context): the page's own, then each panel's."""
     s, view, opened = page.states, page.view_outputs(), page.opened_outputs()
 
-    def init(client: str | None, project: str | None) -> tuple[Any, ...]:
-        """Page load: the tab's id and project come from its sessionStorage (see `INIT_JS`); an id the server did
-        not sign is replaced, and the id goes back to the tab, which keeps it for its reloads."""
-        client = h.new_client(client)
-        names = h.list_projects()
+    def init(client: str | None, name: str | None, workspace: str | None = None) -> tuple[Any, ...]:
+        """Page load: the tab's id and project come from its sessionStorage (see `INIT_JS`), the visitor's
+        workspace from local storage; what the server did not sign is replaced, and goes back to the browser,
+        which keeps it for its reloads."""
+        workspace, client = h.visitor(workspace, client)
+        names = h.list_projects(client)
         label_view: LabelView
-        if project and project in names:
+        project: str | None = None
+        if name and name in names:
             try:
-                _, label_view = h.open_project(project, client)
+                project, label_view = h.open_project(name, client)
             except gr.Error as exc:
                 gr.Warning(str(exc.message))
-                project, label_view = None, message_view(None, NO_PROJECT)
+                label_view = message_view(None, NO_PROJECT)
         else:
-            project, label_view = None, message_view(None, NO_PROJECT)
-        dropdown = gr.update(choices=names, value=project)
+            label_view = message_view(None, NO_PROJECT)
+        shown = h.sessions.name_of(project) if project else None
+        dropdown = gr.update(choices=names, value=shown)
         box = uploads_box(h, project)
-        return (client, client, project, project or "", dropdown, box, *view_updates(label_view, choices=True))
+        view = view_updates(label_view, choices=True)
+        return (workspace, client, client, project, shown or "", dropdown, box, *view)
 
     # gr.State never reaches the browser, so hidden textboxes carry the values sessionStorage keeps.
     page.blocks.load(
-        init, [s.client_box, s.project_box], [s.client, s.client_box, *opened], js=INIT_JS, api_name="init"
+        init,
+        [s.client_box, s.project_box, s.workspace],
+        [s.workspace, s.client, s.client_box, *opened],
+        js=INIT_JS,
+        api_name="init",
     )
     s.project_box.change(None, [s.project_box], None, js=REMEMBER_PROJECT_JS)
     s.client_box.change(None, [s.client_box], None, js=REMEMBER_CLIENT_JS)

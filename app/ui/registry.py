@@ -1,8 +1,9 @@
 """The open projects of this process, by name.
 
 An `ActiveLearningSession` holds a database connection, a model and background threads, so it cannot live in
-`gr.State` (which deep-copies its value). The page keeps only the project name and a client id; every handler
-looks the session up here. All browser tabs on one project share one session (and so one training job).
+`gr.State` (which deep-copies its value). The page keeps only a reference to the project and a client id; every
+handler looks the session up here (through `app.ui.sessions`). All browser tabs on one project share one session
+(and so one training job).
 """
 
 from __future__ import annotations
@@ -10,28 +11,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import gradio as gr
-
 from app.engine.session import ActiveLearningSession
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, str], ActiveLearningSession] = {}
-_static_dirs: set[str] = set()
 _unvisited: set[tuple[str, str]] = set()  # opened in this process, no tab has asked for an image yet
 
 
 def _key(projects_dir: str | Path, name: str) -> tuple[str, str]:
     return str(Path(projects_dir).resolve()), name
-
-
-def _serve_images_directly(session: ActiveLearningSession) -> None:
-    """Let Gradio serve the project's (content-addressed, never modified) images without copying them."""
-    images = session.images_dir
-    images.mkdir(parents=True, exist_ok=True)
-    key = str(images.resolve())
-    if key not in _static_dirs:
-        _static_dirs.add(key)
-        gr.set_static_paths([images])
 
 
 def register(projects_dir: str | Path, session: ActiveLearningSession) -> ActiveLearningSession:
@@ -43,7 +31,6 @@ def register(projects_dir: str | Path, session: ActiveLearningSession) -> Active
             _unvisited.add(key)
     if kept is not session:
         session.close()
-    _serve_images_directly(kept)
     return kept
 
 

@@ -27,7 +27,7 @@ def skips(n: int) -> tuple[Any, ...]:
 
 def signed(client: str | None) -> str:
     """The tab's id when the server handed it out; otherwise the action is refused (labels need a known tab)."""
-    if not tokens.verify(client):
+    if not tokens.verify_client(client):
         raise gr.Error("This tab has no valid id: reload the page, then label again.")
     return str(client)
 
@@ -73,7 +73,11 @@ def uploads_box(h: Handlers, project: str | None) -> Any:
     return gr.skip() if session is None or session.count_images() else gr.update(open=True)
 
 
-def opened_updates(h: Handlers, project: str, view: LabelView) -> tuple[Any, ...]:
-    """Updates for (project, project box, projects list, uploads box, *view outputs) once `project` is open."""
-    dropdown = gr.update(choices=h.list_projects(), value=project)
-    return (project, project, dropdown, uploads_box(h, project), *view_updates(view, choices=True))
+def opened_updates(h: Handlers, project: str, view: LabelView, client: str | None = None) -> tuple[Any, ...]:
+    """Updates for (project, project box, projects list, uploads box, *view outputs) once `project` is open.
+
+    `project` is the reference the page keeps (`app.ui.sessions`); the browser is given only the project's name.
+    """
+    name = h.sessions.name_of(project)
+    dropdown = gr.update(choices=h.list_projects(client), value=name)
+    return (project, name, dropdown, uploads_box(h, project), *view_updates(view, choices=True))

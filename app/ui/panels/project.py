@@ -140,18 +140,23 @@ def wire_project_panel(
     """
 
     def open_project(name: str | None, client: str | None) -> tuple[Any, ...]:
-        return opened_updates(h, *h.open_project(name, h.new_client(client)))
+        client = h.new_client(client)
+        return opened_updates(h, *h.open_project(name, client), client)
 
     panel.open.click(open_project, [panel.projects, states.client], opened, api_name="open_project", **QUIET)
     panel.refresh_projects.click(
-        lambda: gr.update(choices=h.list_projects()), None, [panel.projects], api_visibility="private"
+        lambda client: gr.update(choices=h.list_projects(client)),
+        [states.client],
+        [panel.projects],
+        api_visibility="private",
     )
 
-    def start(name, model, arch, labels, strategy, batch, val, mode, size) -> tuple[Any, ...]:
+    def start(client, name, model, arch, labels, strategy, batch, val, mode, size) -> tuple[Any, ...]:
+        client = h.new_client(client)
         settings = h.form_settings(model, arch, strategy, batch, val, mode, size)
-        return opened_updates(h, *h.start_project(name, labels, settings))
+        return opened_updates(h, *h.start_project(name, labels, settings, client), client)
 
-    panel.start.click(start, panel.form(), opened, api_name="start_project", **QUIET)
+    panel.start.click(start, [states.client, *panel.form()], opened, api_name="start_project", **QUIET)
     panel.model.change(
         lambda m: gr.update(visible=m == CUSTOM), [panel.model], [panel.custom_arch], api_visibility="private"
     )
