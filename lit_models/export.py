@@ -65,6 +65,7 @@ def build_classifier(backbone: LoadedBackbone, head: HeadClassifier, label_names
         classifier.weight.copy_(weight)
         classifier.bias.copy_(bias)
     model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": num_classes, "label_names": list(label_names)}
+    model.calibration_temperature = float(getattr(head, "temperature", 1.0))  # already divided into the weights
     return model.eval()
 
 
@@ -83,7 +84,9 @@ def save_safetensors(
     label_names: Sequence[str],
     data_config: dict[str, Any],
 ) -> Path:
-    """Write ``model.safetensors`` and a timm ``config.json`` (architecture, classes, label names, preprocessing).
+    """Write ``model.safetensors`` and a timm ``config.json`` (architecture, classes, label names, preprocessing, and
+    the calibration temperature already divided into the classifier's weights, when the model came from
+    :func:`build_classifier`).
 
     The folder loads offline with ``timm.create_model("local-dir:<out_dir>", pretrained=True)``, or with
     ``timm.create_model(arch, num_classes=len(label_names))`` plus ``safetensors.torch.load_file`` and
@@ -104,6 +107,8 @@ def save_safetensors(
     keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
     preprocessing = {k: data_config[k] for k in keys if k in data_config}
     model_config = {"label_names": list(label_names), "architecture": arch}
+    if hasattr(model, "calibration_temperature"):  # the probabilities are calibrated: the logits are already divided
+        model_config["calibration_temperature"] = float(model.calibration_temperature)
     with atomic_files(out) as tmp:
         timm.models.save_for_hf(
             model.cpu().eval(), str(tmp), model_config=model_config, safe_serialization=True, data_config=preprocessing

@@ -106,6 +106,7 @@ class HeadClassifier(pl.LightningModule):
         weights = torch.tensor(class_weights if class_weights is not None else [1.0] * num_classes)
         self.register_buffer("loss_weights", weights, persistent=False)
         self.val_metrics: dict[str, float] = {}
+        self.temperature = 1.0  # the calibration temperature already divided into the last layer (see `tempered`)
         self._last_loss: float | None = None
         self._epoch_loss: float | None = None
 
@@ -154,6 +155,26 @@ class HeadClassifier(pl.LightningModule):
                 tolerance_grad=1e-5,  # converged for classification; the default 1e-7 costs 20 % more steps
             )
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=0.0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["temperature"] = float(self.temperature)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.temperature = float(checkpoint.get("temperature", 1.0))
+
+    @torch.no_grad()
+    def tempered(self, temperature: float) -> HeadClassifier:
+        """A copy whose logits are this head's divided by `temperature` (calibrated probabilities; same guesses).
+
+        The division is folded into the last layer, so checkpoints, ONNX and timm exports carry it.
+        """
+        head = type(self)(**self.hparams)
+        head.load_state_dict(self.state_dict())
+        last = [m for m in head.net.modules() if isinstance(m, nn.Linear)][-1]
+        last.weight.div_(float(temperature))
+        last.bias.div_(float(temperature))
+        head.temperature = float(self.temperature) * float(temperature)
+        return head.eval()
 
     def linear_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight (C, D) and bias (C,) of the equivalent plain linear layer on raw embeddings (linear heads only)."""

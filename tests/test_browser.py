@@ -146,10 +146,10 @@ def test_create_a_project_from_a_folder_upload(page: Page, tmp_path: Path) -> No
 def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
     page: Page, app: tuple[str, Path], tmp_path: Path
 ) -> None:
-    labels = ["0", "1", "2"]  # every label has a number key; a 50 % split holds out enough labels to measure
+    labels = ["0", "1", "2"]  # every label has a number key; half of each batch random checks: enough to measure
     files = [f for f in write_digits(tmp_path / "digits", size=32, limit=60) if digit_of(f.name) in labels]
     batch = 6
-    engine_project(app[1], "browser-keys", files, labels, batch_size=batch, val_fraction=0.5)
+    engine_project(app[1], "browser-keys", files, labels, batch_size=batch, audit_share=0.5)
     open_project(page, "browser-keys")
     expect(page.locator("#al-progress")).to_contain_text(f"Image 1 of {batch} in this batch")
     page.evaluate(LATENCY_PROBE)
@@ -228,19 +228,25 @@ def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
     else:
         pytest.fail("The second batch never reached its last image.")
     expect(page.locator("#al-status")).to_contain_text("Model of round 2 ready", timeout=TIMEOUT)
+    # six random checks by now: the status line shows the estimate with its range and count, and the stop advice
+    expect(page.locator("#al-status")).to_contain_text(re.compile(r"Accuracy about \d+% \(95% range \d+%–\d+%, from 6"))
+    expect(page.locator("#al-status")).to_contain_text("Keep going:")
 
     visible(page.get_by_role("tab", name="Dashboard")).click()
     expect(page.get_by_text("2 round(s)")).to_be_visible(timeout=TIMEOUT)
     rounds = visible(page.get_by_role("grid", name="Dataframe"))
-    for number in (1, 2):
-        row = re.compile(rf"^{number} Margin \+ diversity \d+ [\d.]+ [\d.]+ [\d.]+$")
-        expect(rounds.get_by_role("row", name=row)).to_have_count(1)
-    # Vega labels every point of the curve for assistive technology: one per round and metric.
-    for metric in ("accuracy", "macro-F1"):
+    expect(rounds.get_by_role("row", name=re.compile(r"^1 Margin \+ diversity 6\b"))).to_have_count(1)
+    row = re.compile(r"^2 Margin \+ diversity \d+ [\d.]+ [\d.]+–[\d.]+ 6 [\d.]+$")
+    expect(rounds.get_by_role("row", name=row)).to_have_count(1)
+    expect(page.get_by_text("Keep going:").first).to_be_visible()
+    # Vega labels every point of the curve for assistive technology: round 2 only (round 1 had 3 random checks,
+    # too few to measure), as the estimate and both ends of its range.
+    for metric in ("accuracy (estimate)", "95% range: low end", "95% range: high end"):
         points = page.locator(f'[aria-roledescription="point"][aria-label$="; metric: {metric}"]')
-        expect(points).to_have_count(2)
-        expect(points.first).to_have_attribute("aria-label", re.compile(r"^labeled images: \d+; score: [\d.]+;"))
-    expect(page.locator(".al-confusion table")).to_be_visible()
+        expect(points).to_have_count(1)
+        expect(points.first).to_have_attribute("aria-label", re.compile(r"^labeled images: \d+; accuracy: [\d.]+;"))
+    expect(page.get_by_role("table", name=re.compile("random checks: rows are the true label"))).to_be_visible()
+    expect(page.get_by_role("table", name=re.compile("Accuracy per label"))).to_be_visible()
     screenshot(page, "2c-dashboard")
     _record_latency(samples)
 

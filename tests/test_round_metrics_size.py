@@ -34,7 +34,7 @@ def fake_session(store: ProjectStore) -> SimpleNamespace:
         count_images=store.count_images,
         label_counts=store.label_counts,
         round_status=lambda: None,
-        model=SimpleNamespace(has_model=lambda: False),
+        model=SimpleNamespace(has_model=lambda: False, active=lambda: None),
         progress=lambda: progress,
     )
 
@@ -90,7 +90,13 @@ def test_latest_round_reads_the_newest_row(store: ProjectStore) -> None:
 
 def test_status_poll_does_not_read_every_round(store: ProjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
     names = [f"a rather long label name {i}" for i in range(MANY)]
-    big = {"accuracy": 0.5, "per_class_accuracy": dict.fromkeys(names, 0.5), "validation": "30 held-out labels"}
+    big = {
+        "accuracy": 0.5,
+        "accuracy_low": 0.33,
+        "accuracy_high": 0.67,
+        "audit_n": 30,
+        "per_class_accuracy": dict.fromkeys(names, 0.5),
+    }
     for number in range(200):
         store.add_round(labeled=10 + number, strategy="margin", seconds=0.1, metrics=big)
 
@@ -101,7 +107,7 @@ def test_status_poll_does_not_read_every_round(store: ProjectStore, monkeypatch:
 
     text = status_html(fake_session(store))
 
-    assert "round 200 ready (209 labels, accuracy 50.0% by 30 held-out labels)" in text
+    assert "round 200 ready (209 labels). Accuracy about 50% (95% range 33%–67%, from 30 random checks)" in text
 
 
 def test_dashboard_draws_the_most_confused_pairs_for_many_classes(store: ProjectStore) -> None:

@@ -8,7 +8,7 @@ import pytest
 from app.core.errors import StoreError
 from app.core.settings import ProjectSettings
 from app.engine.demo import write_digits
-from app.engine.session import NOT_ENOUGH_LABELS, ActiveLearningSession
+from app.engine.session import ActiveLearningSession
 
 TINY = ProjectSettings(
     backbone="test_efficientnet", backbone_source="random", image_size=32, batch_size=8, val_fraction=0.25, min_val=4
@@ -51,7 +51,7 @@ def test_create_refuses_bad_names_and_labels(tmp_path):
 def test_rounds_train_predict_and_resume(digits_project, tmp_path):
     session, truth = digits_project
     first = session.ensure_batch()
-    assert len(first) == 8 and {b.strategy for b in first} == {"cold_start"}
+    assert len(first) == 8 and sorted(b.strategy for b in first) == ["audit"] + ["cold_start"] * 7
     assert session.predictions(first[0].image_id) is None
 
     assert _oracle_label_batch(session, truth) == 8
@@ -59,10 +59,12 @@ def test_rounds_train_predict_and_resume(digits_project, tmp_path):
     assert status.state == "done", status.error
     rounds = session.store.rounds()
     assert len(rounds) == 1 and rounds[0].labeled == 8
-    assert rounds[0].metrics["note"] == NOT_ENOUGH_LABELS  # 8 labels: too few to hold any out
+    assert rounds[0].metrics["audit_n"] == 1 and rounds[0].metrics["accuracy"] is None
+    assert "Not enough random checks" in rounds[0].metrics["note"]
 
     batch = session.batch()
     assert len(batch) == 8 and all(b.status == "pending" for b in batch)
+    assert [b.strategy for b in batch].count("audit") == 1  # one random check per batch once a model exists
     assert not {b.image_id for b in batch} & set(session.store.current_labels())
     probs = session.predictions(batch[0].image_id)
     assert set(probs) == {str(d) for d in range(10)} and abs(sum(probs.values()) - 1) < 1e-4
@@ -71,7 +73,7 @@ def test_rounds_train_predict_and_resume(digits_project, tmp_path):
         _oracle_label_batch(session, truth)
         assert session.jobs.wait("round", 120).state == "done"
     last = session.store.rounds()[-1]
-    assert last.labeled == 32 and "accuracy" in last.metrics and last.metrics["val"] >= 4
+    assert last.labeled == 32 and last.metrics["audit_n"] == 4 and last.metrics["val"] == 0  # every label trains
     assert last.checkpoint and (session.store.root / last.checkpoint).exists()
 
     # a restart resumes the same batch and the same model

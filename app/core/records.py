@@ -32,6 +32,7 @@ MIGRATIONS: tuple[str, ...] = (
         claimed_by TEXT, claimed_at REAL);
     CREATE INDEX batch_status ON batch (status, position);
     """,
+    "ALTER TABLE batch ADD COLUMN overlap INTEGER NOT NULL DEFAULT 0",
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
@@ -69,7 +70,11 @@ class Annotation:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One image of the current batch; ``status`` is "pending", "labeled" or "skipped"."""
+    """One image of the current batch; ``status`` is "pending", "labeled" or "skipped".
+
+    ``overlap`` marks an image two different annotators should label (shared labeling): it is "labeled" after its
+    first label and stays open to a second annotator until one labels it (or skips it, which ends that wish).
+    """
 
     position: int
     image_id: int
@@ -78,6 +83,10 @@ class BatchItem:
     status: str
     claimed_by: str | None
     claimed_at: float | None
+    overlap: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overlap", bool(self.overlap))  # SQLite hands back 0 or 1
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ class ProjectSettings:
         image_size: square input size in pixels; None uses the backbone's own (224 for most).
         strategy: query strategy name (see `app.core.strategies.STRATEGIES`).
         batch_size: images shown per round.
-        val_fraction: share of labeled images held out to measure accuracy.
-        min_val: fewest held-out images before accuracy is reported.
+        audit_share: share of each batch drawn at random from the unlabeled pool (at least one image once a model
+            exists): the model is measured on these "random checks", so its accuracy is not judged on hard picks.
+        val_fraction, min_val: read from older projects and ignored: nothing is held out any more (every label
+            trains; accuracy is measured on the random checks by cross-fitting).
         mode: "fast" trains a head on cached embeddings; "finetune" trains the whole backbone.
         head_hidden: hidden units of the head; 0 means a linear head (exportable to plain timm).
         max_epochs: training epochs per round; None picks a default: 10 L-BFGS passes for the head in fast mode,
@@ -37,6 +39,8 @@ class ProjectSettings:
         num_nodes: machines for embedding and fine-tuning (more than one needs a cluster launcher: torchrun, SLURM).
         dist_strategy: Lightning strategy when devices x num_nodes > 1: "auto", "ddp_spawn" (from the app) or
             "ddp" (under a launcher).
+        overlap: share (0 to 1) of each batch's images that two different annotators label, for measuring how
+            well annotators agree when many label one project; 0 = every image is labeled once.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -45,6 +49,7 @@ class ProjectSettings:
     image_size: int | None = None
     strategy: str = "margin_diverse"
     batch_size: int = 10
+    audit_share: float = 0.1
     val_fraction: float = 0.2
     min_val: int = 10
     mode: str = "fast"
@@ -54,11 +59,14 @@ class ProjectSettings:
     devices: int = 1
     num_nodes: int = 1
     dist_strategy: str = "auto"
+    overlap: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("The batch size must be at least 1.")
+        if not 0.0 <= self.audit_share <= 0.5:
+            raise ValueError("The share of random checks must be between 0 and 0.5.")
         if not 0.0 <= self.val_fraction < 0.9:
             raise ValueError("The validation fraction must be between 0 and 0.9.")
         if self.mode not in MODES:
@@ -69,6 +77,10 @@ class ProjectSettings:
             raise ValueError("devices and num_nodes must be at least 1.")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise ValueError("The number of training epochs must be at least 1 (or empty for the default).")
+        if not 0.0 <= self.overlap <= 1.0:
+            raise ValueError(
+                "The overlap (share of images labeled by two annotators) must be between 0 and 1, like 0.1 for 10%."
+            )
 
     @property
     def finetune_epochs(self) -> int:

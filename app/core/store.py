@@ -294,7 +294,7 @@ class ProjectStore:
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                 (*values, label_id, time.time()),
             )
-            conn.execute("UPDATE batch SET status = 'labeled' WHERE image_id = ?", (image_id,))
+            batch_rows.mark_labeled(conn, image_id)
             return cursor.lastrowid
 
         return self._tx(work)
@@ -303,7 +303,7 @@ class ProjectStore:
         """Mark the newest non-undone annotation (of ``annotator``, if given) undone and return it.
 
         Its image's batch item, if still in the batch, goes back to "pending" (the claim is kept), unless somebody
-        labeled the image again after this annotation: then it stays done.
+        labeled the image again after this annotation: then it stays done (see `batch_rows.after_undo`).
         """
         where = "a.undone = 0" + ("" if annotator is None else " AND a.annotator = ?")
         params = () if annotator is None else (annotator,)
@@ -313,12 +313,7 @@ class ProjectStore:
             if row is None:
                 return None
             conn.execute("UPDATE annotations SET undone = 1 WHERE id = ?", (row["id"],))
-            later = conn.execute(
-                "SELECT 1 FROM annotations WHERE image_id = ? AND undone = 0 AND id > ? LIMIT 1",
-                (row["image_id"], row["id"]),
-            ).fetchone()
-            if later is None:  # a later label (someone relabeled the image since) keeps it done
-                conn.execute("UPDATE batch SET status = 'pending' WHERE image_id = ?", (row["image_id"],))
+            batch_rows.after_undo(conn, row["image_id"], row["id"])
             return Annotation(**{**dict(row), "undone": True})
 
         return self._tx(work)
@@ -338,6 +333,11 @@ class ProjectStore:
         """Every annotation, undone ones included, oldest first (optionally of one image)."""
         where, params = ("", ()) if image_id is None else ("WHERE a.image_id = ?", (int(image_id),))
         return [_annotation(row) for row in self._all(f"{_ANNOTATION_SELECT} {where} ORDER BY a.id", params)]
+
+    def picked_by(self, strategy: str) -> set[int]:
+        """Ids of the images with a label (not undone) given while a batch listed them as picked by `strategy`."""
+        sql = "SELECT DISTINCT image_id FROM annotations WHERE undone = 0 AND strategy = ?"
+        return {int(row[0]) for row in self._all(sql, (strategy,))}
 
     def label_counts(self) -> dict[str, int]:
         """Number of images whose current label is each label, in label order (0 for unused labels)."""
@@ -419,20 +419,25 @@ class ProjectStore:
         if status not in BATCH_STATUSES:
             raise StoreError(f"Unknown batch status '{status}'. Use one of: {', '.join(BATCH_STATUSES)}.")
 
-        sql = "UPDATE batch SET status = ? WHERE image_id = ?"
-        self._update(sql, (status, int(image_id)), f"The image with id {image_id} is not in the current batch.")
+        self._tx(lambda conn: batch_rows.set_status(conn, int(image_id), status))
 
-    def reserve(self, image_id: int, client_id: str) -> bool:
-        """Claim a pending, unclaimed batch image for ``client_id`` ahead of time; False if it is not free."""
-        sql = """UPDATE batch SET claimed_by = ?, claimed_at = ?
-            WHERE image_id = ? AND status = 'pending' AND claimed_by IS NULL"""
-        return self._tx(lambda conn: conn.execute(sql, (client_id, time.time(), int(image_id))).rowcount == 1)
+    def reserve(self, image_id: int, client_id: str, annotator: str | None = None) -> bool:
+        """Claim a pending, unclaimed batch image (with ``annotator``: or one waiting for their second label) for
+        ``client_id`` ahead of time; False if it is not free."""
+        return self._tx(lambda conn: batch_rows.reserve(conn, int(image_id), client_id, annotator))
 
-    def claim_next(self, client_id: str, *, stale_after: float = 600.0) -> BatchItem | None:
+    def claim_next(
+        self, client_id: str, *, stale_after: float = 600.0, annotator: str | None = None
+    ) -> BatchItem | None:
         """Atomically claim the next pending batch item for ``client_id``.
 
         Returns the first pending item already claimed by this client (its claim is refreshed), else the first
         pending item that is unclaimed or whose claim is older than ``stale_after`` seconds. Returns None when no
-        pending item is left or every pending item is freshly claimed by another client.
+        pending item is left or every pending item is freshly claimed by another client. With ``annotator``, images
+        waiting for a second label they may give come before the unclaimed pending ones (see `batch_rows.claim`).
         """
-        return self._tx(lambda conn: batch_rows.claim(conn, client_id, stale_after))
+        return self._tx(lambda conn: batch_rows.claim(conn, client_id, stale_after, annotator))
+
+    def waiting_second(self, annotator: str | None = None) -> list[int]:
+        """Batch images labeled once that wait for a second annotator (with ``annotator``: one they may be)."""
+        return self._tx(lambda conn: batch_rows.waiting_second(conn, annotator), write=False)

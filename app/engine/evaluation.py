@@ -1,45 +1,142 @@
-"""Measuring a round's model honestly: on held-out labels, or cross-validated while there are too few."""
+"""Measuring a round's model honestly: cross-fitting on audit labels, calibration, and the stop advice.
+
+Audit labels are drawn at random from the pool (`app.core.audit`), so the model's accuracy on them is an unbiased
+estimate of its accuracy on the pool. Each audit label is scored by a head trained on every label except its fold's
+audit labels (cross-fitting), so the same labels still train the model the user exports. The same out-of-fold
+predictions fit the temperature that calibrates the probabilities shown (`app.core.calibration`). A fixed stop set
+of unlabeled images, predicted every round, feeds the stop advice (`app.core.stopping`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from app.core.audit import MIN_AUDIT, audit_estimate, audit_folds
+from app.core.calibration import expected_calibration_error, fit_temperature, tempered
 from app.core.metrics import classification_metrics
+from app.core.stopping import advise, agreement, stop_set
 from lit_models.train import predict_proba, train_head
 
-MIN_CV_LABELS = 10
-MIN_CV_PER_CLASS = 2  # on average: with fewer, most held-out images have no example of their class left to learn from
+FOLDS = 5
+NOT_ENOUGH_LABELS = "Not enough labels to measure the model yet."
 
 
-def cross_validated_metrics(
-    x: np.ndarray,
-    y: np.ndarray,
-    label_names: Sequence[str],
-    *,
-    folds: int = 5,
-    hidden: int = 0,
-    seed: int = 0,
-) -> dict[str, Any] | None:
-    """Metrics from out-of-fold predictions: every labeled image is scored by a head that never saw it.
+class EvalData(Protocol):
+    """What an evaluation reads (`app.engine.rounds.RoundData` has all of it)."""
 
-    Used while too few labels are held out to validate on, so early rounds still get a learning-curve point
-    without scoring the model on its own training data. Returns None with fewer than `MIN_CV_LABELS` labels, or
-    fewer than `MIN_CV_PER_CLASS` per label on average (ten labels over ten digits say nothing about accuracy).
+    ids: np.ndarray
+    x: np.ndarray
+    label_names: tuple[str, ...]
+    labeled_rows: np.ndarray
+    y: np.ndarray
+    val: np.ndarray
+    audit: np.ndarray | None
+    pool_rows: np.ndarray
+    history: tuple[dict[str, Any], ...]
+    seed: int
+
+
+def cross_fit(
+    x: np.ndarray, rows: np.ndarray, y: np.ndarray, audit: np.ndarray, num_classes: int, *, hidden: int = 0,
+    max_epochs: int | None = None, seed: int = 0,
+) -> np.ndarray | None:  # fmt: skip
+    """Out-of-fold probabilities of the audit labels: each fold's audit labels scored by a head trained on every
+    other label (strategy picks and the other folds' audit labels alike).
+
+    Args:
+        x: embeddings of every image; `rows` the labeled rows, `y` their classes, `audit` which of them are audit.
+
+    Returns:
+        (number of audit labels, C) probabilities in the order of ``np.flatnonzero(audit)``, or None without audit
+        labels or when a fold would leave nothing to train on.
     """
-    n = len(y)
-    if n < max(MIN_CV_LABELS, MIN_CV_PER_CLASS * len(label_names)):
+    positions = np.flatnonzero(audit)
+    if len(positions) == 0:
         return None
-    k = min(folds, n)
-    order = np.random.default_rng(seed).permutation(n)
-    pred = np.empty(n, dtype=np.int64)
-    for fold in range(k):
-        test = order[fold::k]
-        train = np.setdiff1d(order, test, assume_unique=True)
-        head = train_head(x[train], y[train], len(label_names), hidden=hidden, seed=seed)
-        pred[test] = predict_proba(head, x[test]).argmax(axis=1)
-    metrics = classification_metrics(y.tolist(), pred.tolist(), list(label_names))
-    metrics["validation"] = f"{k}-fold cross-validation"
+    out = np.empty((len(positions), num_classes), dtype=np.float32)
+    for fold in audit_folds(len(positions), FOLDS, seed):
+        keep = np.ones(len(rows), dtype=bool)
+        keep[positions[fold]] = False
+        if not keep.any():
+            return None
+        head = train_head(x[rows[keep]], y[keep], num_classes, hidden=hidden, max_epochs=max_epochs, seed=seed)
+        out[fold] = predict_proba(head, x[rows[positions[fold]]])
+    return out
+
+
+def _rows_of(fitted: Any, ids: np.ndarray) -> np.ndarray | None:
+    """Rows of `fitted.probs` for `ids` (None when some were not scored)."""
+    if np.array_equal(fitted.ids, ids):
+        return np.arange(len(ids))
+    index = {int(i): r for r, i in enumerate(fitted.ids)}
+    rows = [index.get(int(i)) for i in ids]
+    return None if any(r is None for r in rows) else np.asarray(rows, dtype=np.int64)
+
+
+def _stability(data: EvalData, fitted: Any) -> dict[str, Any]:
+    """This round's stop set predictions and their agreement with the previous round's."""
+    ids = data.ids[stop_set(data.ids)]
+    rows = _rows_of(fitted, ids)
+    if rows is None:
+        return {}
+    pred = fitted.probs[rows].argmax(axis=1)
+    unlabeled = set(data.ids[data.pool_rows].tolist())
+    previous = data.history[-1].get("stop_set") if data.history else None
+    kappa, compared = agreement(previous, ids.tolist(), pred.tolist(), unlabeled, len(data.label_names))
+    return {"stop_set": {"ids": ids.tolist(), "pred": pred.tolist()}, "agreement": kappa, "agreement_n": compared}
+
+
+def _advice(data: EvalData, metrics: dict[str, Any]) -> dict[str, Any]:
+    past = [h for h in data.history if h.get("labeled") is not None]
+    kappas = [h.get("agreement") for h in past] + [metrics.get("agreement")]
+    labels = [int(h["labeled"]) for h in past] + [metrics["labeled"]]
+    estimates = [h.get("accuracy") if "accuracy_low" in h else None for h in past] + [metrics.get("accuracy")]
+    return advise(kappas, labels, estimates, int(metrics.get("audit_n") or 0))
+
+
+def evaluate(
+    data: EvalData, fitted: Any, *, hidden: int = 0, max_epochs: int | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """A round's numbers: counts; the accuracy estimate on audit labels (cross-fitted, with its 95 % interval, overall
+    and per class; None below `MIN_AUDIT` audit labels, with a note saying so); the temperature that calibrates the
+    probabilities and the calibration error before and after it; the stop set's agreement and the stop advice.
+
+    Args:
+        fitted: the round's model (a `Fitted`), or None (nothing to measure).
+        hidden, max_epochs: the fold heads' width and epochs (as the round's head); `seed` their seed.
+
+    Returns:
+        JSON-ready metrics; "temperature" is the one the round applies to the model it keeps.
+    """
+    rows = data.labeled_rows
+    audit = np.zeros(len(rows), dtype=bool) if data.audit is None else np.asarray(data.audit, dtype=bool)
+    metrics: dict[str, Any] = {
+        "labeled": len(rows), "train": int((~data.val).sum()), "val": int(data.val.sum()),
+        "audit_n": int(audit.sum()), "temperature": 1.0,
+    }  # fmt: skip
+    if fitted is None or fitted.probs is None:
+        metrics["note"] = NOT_ENOUGH_LABELS
+        return metrics
+    names = list(data.label_names)
+    oof = cross_fit(data.x, rows, data.y, audit, len(names), hidden=hidden, max_epochs=max_epochs, seed=seed)
+    if oof is not None and len(oof) >= MIN_AUDIT:
+        y_audit = data.y[audit]
+        temperature = fit_temperature(oof, y_audit)
+        shown = tempered(oof, temperature)
+        pred = shown.argmax(axis=1)
+        metrics.update(classification_metrics(y_audit.tolist(), pred.tolist(), names))
+        metrics.update(audit_estimate(y_audit, pred, names))
+        metrics["temperature"] = temperature
+        metrics["ece_before"] = expected_calibration_error(oof, y_audit)
+        metrics["ece"] = expected_calibration_error(shown, y_audit)
+        metrics["validation"] = f"cross-fitted on {len(y_audit)} random checks"
+    else:
+        metrics["accuracy"] = None
+        metrics["note"] = (
+            f"Not enough random checks yet to measure accuracy honestly ({metrics['audit_n']} of {MIN_AUDIT})."
+        )
+    metrics.update(_stability(data, fitted))
+    metrics["advice"] = _advice(data, metrics)
     return metrics

@@ -111,26 +111,65 @@ def provenance_json(store: ProjectStore, path: Path) -> Path:
     return atomic_write_text(path, json.dumps(provenance(store), indent=2, default=float))
 
 
+MODEL_INFO = "model_info"  # which model an exported file holds: a key of the .ckpt and config.json, ONNX metadata
+
+
+def model_info(model: ModelState) -> dict[str, Any]:
+    """Which of the project's models an export holds: its round, the labels it was trained on, the checkpoint it
+    was loaded from (None: the newest round's model), a plain ``description``, and its label names."""
+    active = model.active()
+    about = {"round": None, "labeled": None, "checkpoint": None, "description": "No model"}
+    return {**about, **({} if active is None else active.to_dict()), "label_names": list(model.label_names)}
+
+
 def model_export(model: ModelState, kind: str, out_dir: Path) -> Path:
-    """The current model as a Lightning checkpoint ("ckpt"), safetensors + config ("safetensors") or "onnx".
+    """The active model as a Lightning checkpoint ("ckpt"), safetensors + config ("safetensors") or "onnx".
 
     The checkpoint and ONNX hold backbone and head together; the safetensors folder loads into plain
-    `timm.create_model(arch, num_classes=C)` (zipped with its config.json).
+    `timm.create_model(arch, num_classes=C)` (zipped with its config.json). Each says which model it holds
+    (`model_info`): under ``model_info`` in the checkpoint and in config.json, and as ONNX metadata.
     """
     from lit_models.export import build_classifier, export_onnx, save_classifier_checkpoint, save_safetensors
 
+    info = model_info(model)
     backbone = model.current_backbone()  # the fine-tuned one in fine-tune mode
     classifier = build_classifier(backbone, model.head, model.label_names)
     if kind == "ckpt":
-        return save_classifier_checkpoint(classifier, out_dir / "model.ckpt", backbone, model.label_names)
+        path = save_classifier_checkpoint(classifier, out_dir / "model.ckpt", backbone, model.label_names)
+        return _tag_checkpoint(path, info)
     if kind == "onnx":
         size = backbone.data_config["input_size"]
-        return export_onnx(classifier, out_dir / "model.onnx", size)
+        return _tag_onnx(export_onnx(classifier, out_dir / "model.onnx", size), info)
     folder = save_safetensors(
         classifier, out_dir / "timm_model", backbone.arch, model.label_names, backbone.data_config
     )
+    config = Path(folder) / "config.json"
+    atomic_write_text(config, json.dumps({**json.loads(config.read_text("utf-8")), MODEL_INFO: info}, indent=2))
     archive = out_dir / "timm_model.zip"
     with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w") as zf:
         for f in sorted(Path(folder).iterdir()):
             zf.write(f, f.name)
     return archive
+
+
+def _tag_checkpoint(path: Path, info: dict[str, Any]) -> Path:
+    """Add `info` to a Lightning checkpoint under ``model_info`` (Lightning ignores keys it does not know)."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint[MODEL_INFO] = info
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return path
+
+
+def _tag_onnx(path: Path, info: dict[str, Any]) -> Path:
+    """Add `info` (as JSON) to an ONNX file's metadata under ``model_info`` (ONNX Runtime's custom metadata)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = MODEL_INFO, json.dumps(info)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return path

@@ -6,6 +6,11 @@ never given the same image; it may reserve the image after the one on screen so 
 (`upcoming`); when the batch is used up while the model still trains, the batch grows with images the current
 model picks (the extension, picked by the session and passed in here), so labeling never waits for training.
 The UI calls these verbs; it never opens the store.
+
+Shared labeling: with the project setting ``overlap`` above 0, that share of the batch's images is labeled by two
+different annotators (see `app.core.batch_rows`). A tab that says who labels there (`next_item(client,
+annotator=...)`) is also handed images another annotator labeled once; `second_pass` tells the page such an image
+is one (it should not show the first label). A tab that does not say gets first labels only, as before.
 """
 
 from __future__ import annotations
@@ -51,24 +56,32 @@ class Labeling:
         """The current batch, in order."""
         return self.store.batch()
 
-    def next_item(self, client: str) -> BatchItem | None:
+    def next_item(self, client: str, annotator: str | None = None) -> BatchItem | None:
         """Claim the next image for `client` (each client gets different images of the batch).
+
+        Args:
+            annotator: who labels in this tab; then images of the batch labeled once by somebody else that want a
+                second label (shared labeling) are handed out too, after the unlabeled ones. None: never.
 
         When the batch is used up, it grows by the extension, so labeling never waits for training. Returns None
         when no unlabeled image is left for this client.
         """
-        item = self.store.claim_next(client)
+        item = self.store.claim_next(client, annotator=annotator)
         if item is not None:
             return item
         with self._lock:
-            item = self.store.claim_next(client)
+            item = self.store.claim_next(client, annotator=annotator)
             if item is None:
                 extended = self._extend()
                 if any(b.status == "labeled" for b in self.store.batch()):
                     self._learn_now()  # after the extension: training competes for the CPU
                 if extended:
-                    item = self.store.claim_next(client)
+                    item = self.store.claim_next(client, annotator=annotator)
         return item
+
+    def second_pass(self, image_id: int) -> bool:
+        """True when the image is in the batch waiting for its second annotator (so the page hides its label)."""
+        return int(image_id) in self.store.waiting_second()
 
     def resume(self, client: str) -> BatchItem | None:
         """The first tab after a restart takes over the claims of the earlier run: the batch's first open image."""
@@ -78,18 +91,23 @@ class Labeling:
         """Batch items this tab may move to with the arrows: done ones, its own, and unclaimed ones."""
         return [b for b in batch if b.status != "pending" or b.claimed_by in (None, client)]
 
-    def upcoming(self, batch: list[BatchItem], image_id: int | None, client: str, limit: int) -> list[int]:
+    def upcoming(
+        self, batch: list[BatchItem], image_id: int | None, client: str, limit: int, annotator: str | None = None
+    ) -> list[int]:
         """Up to `limit` images this client will probably get next, in the order it gets them.
 
-        Its own claimed images of the batch, unclaimed ones by position, then the extension once the batch is
-        about to be used up (see `next_item`). The first is reserved for this client when it holds no other, so
-        two tabs are never shown the same next image ahead.
+        Its own claimed images of the batch, then unclaimed ones: (with `annotator`, as in `next_item`) those waiting
+        for a second label it may give, then pending ones, each by position; then the extension once the batch is
+        about to be used up (see `next_item`). The first is reserved for this client when it holds no other, so two
+        tabs are never shown the same next image ahead.
         """
-        pending = [b for b in batch if b.status == "pending" and b.image_id != image_id]
-        mine = [b.image_id for b in pending if b.claimed_by == client]
-        free = [b.image_id for b in pending if b.claimed_by is None]
+        waiting = set() if annotator is None else set(self.store.waiting_second(annotator))
+        open_items = [b for b in batch if b.image_id != image_id and (b.status == "pending" or b.image_id in waiting)]
+        open_items.sort(key=lambda b: (b.status == "pending", b.position))  # the order `next_item` claims them in
+        mine = [b.image_id for b in open_items if b.claimed_by == client]
+        free = [b.image_id for b in open_items if b.claimed_by is None]
         if not mine:
-            while free and not self.store.reserve(free[0], client):
+            while free and not self.store.reserve(free[0], client, annotator):
                 free.pop(0)
         order = mine + free
         others_hold = any(b.status == "pending" and b.claimed_by not in (None, client) for b in batch)
@@ -110,8 +128,13 @@ class Labeling:
 
     # ----------------------------------------------------------------------------------- what a tab does
     def label(self, image_id: int, label: str, *, annotator: str = "user", seconds: float | None = None) -> int:
-        """Record a label (or a new label for an already labeled image), with why the image was picked."""
+        """Record a label (or a new label for an already labeled image), with why the image was picked.
+
+        A second label of a shared image (see the module's notes) becomes its current label but starts no round: the
+        image was counted labeled at its first.
+        """
         item = next((b for b in self.store.batch() if b.image_id == image_id), None)
+        second = item is not None and item.overlap and image_id in self.store.waiting_second(annotator)
         ann_id = self.store.add_annotation(
             image_id,
             label,
@@ -121,7 +144,8 @@ class Labeling:
             score=item.score if item else None,
             seconds=seconds,
         )
-        self._labels_changed()
+        if not second:
+            self._labels_changed()
         return ann_id
 
     def skip(self, image_id: int) -> None:
@@ -129,6 +153,13 @@ class Labeling:
         self.store.set_batch_status(image_id, "skipped")
         self._labels_changed()
 
-    def undo(self, annotator: str | None = None) -> Annotation | None:
-        """Take back the newest label (of `annotator`); the image goes back into the batch."""
-        return self.store.undo_last(annotator)
+    def undo(self, annotator: str | None = None, client: str | None = None) -> Annotation | None:
+        """Take back the newest label (of `annotator`); the image goes back into the batch.
+
+        Args:
+            client: the tab that undoes; the image, if now open and free, is claimed for it (it shows it again).
+        """
+        undone = self.store.undo_last(annotator)
+        if undone is not None and client is not None:
+            self.store.reserve(undone.image_id, client)
+        return undone

@@ -1,19 +1,21 @@
 """The model side of a project: the lazily loaded backbone, the current model (a `Fitted`) and its predictions.
 
-Model files are `app.engine.checkpoints`' business; `ModelState` says which model is current and keeps it there.
+Model files are `app.engine.checkpoints`' business; `ModelState` says which model is current (the active model),
+keeps it there, and remembers a loaded checkpoint in the project's settings (``active_model``) so a restart brings
+back the model that was active. A round that finishes makes its new model, trained on every label, active again.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.core.errors import StoreError
+from app.core.errors import ModelFileError, StoreError
 from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
 from app.engine.checkpoints import IMPORTED, Checkpoints
@@ -22,7 +24,43 @@ from app.engine.learners import Fitted
 from lit_models.backbones import BackboneSpec, LoadedBackbone, load_backbone
 from lit_models.train import predict_proba
 
-__all__ = ["IMPORTED", "ModelState", "spec_from_settings"]
+__all__ = ["ACTIVE_SETTING", "IMPORTED", "ActiveModel", "ModelState", "spec_from_settings"]
+
+ACTIVE_SETTING = "active_model"  # the project setting naming a loaded checkpoint; None: the newest round's model
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """Which model of a project is active: the one that guesses, picks the next images and is exported.
+
+    Attributes:
+        round: the round that trained it (0: an imported model's own classifier).
+        labeled: how many labels it was trained on.
+        checkpoint: the named checkpoint it was loaded from; None for the model of the newest round.
+    """
+
+    round: int
+    labeled: int
+    checkpoint: str | None = None
+
+    def describe(self) -> str:
+        """In plain words, to use inside a sentence: "the model of round 4 (46 labels, loaded from checkpoint 'x')",
+        "the model of round 5 (58 labels)" or "the imported model"."""
+        details = [] if self.round <= 0 else [f"{self.labeled} label{'' if self.labeled == 1 else 's'}"]
+        if self.checkpoint and self.checkpoint != IMPORTED:
+            details.append(f"loaded from checkpoint '{self.checkpoint}'")
+        text = "the imported model" if self.round <= 0 else f"the model of round {self.round}"
+        return f"{text} ({', '.join(details)})" if details else text
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for a setting or an export's metadata (``description``: `describe()` as a sentence's start)."""
+        text = self.describe()
+        return {
+            "round": self.round,
+            "labeled": self.labeled,
+            "checkpoint": self.checkpoint,
+            "description": text[:1].upper() + text[1:],
+        }
 
 
 def spec_from_settings(settings: ProjectSettings) -> BackboneSpec:
@@ -44,15 +82,23 @@ class ModelState:
         generation: grows whenever the model's probabilities change.
     """
 
-    def __init__(self, root: Path, settings: ProjectSettings) -> None:
+    def __init__(self, root: Path, settings: ProjectSettings, store: ProjectStore | None = None) -> None:
+        """Args:
+        root: the project folder.
+        settings: the project's settings (its backbone).
+        store: the project's store: the rounds that name the active model and the setting that keeps a loaded
+            checkpoint active across a restart (None: neither, e.g. a bare state in a test).
+        """
         self.root = Path(root)
         self.settings = settings
+        self.store = store
         self.spec = spec_from_settings(settings)
         self.cache = EmbeddingCache(self.root / "embeddings" / self.spec.key())
         self.checkpoints = Checkpoints(self.root, self.spec.key())
         self._lock = threading.RLock()
         self._backbone: LoadedBackbone | None = None
         self._fitted: Fitted | None = None
+        self._loaded: ActiveModel | None = None  # the named checkpoint the current model came from, if it did
         self.generation = 0
 
     def backbone(self) -> LoadedBackbone:
@@ -110,14 +156,33 @@ class ModelState:
             fitted = Fitted(head, tuple(label_names))
             self.checkpoints.save_imported(fitted)
             self._fitted = fitted
+            self._forget_loaded()
             self.generation += 1
 
     def set_current(self, fitted: Fitted) -> None:
-        """Make `fitted` the current model (its probabilities included); drops other fine-tuned pools' embeddings."""
+        """Make `fitted`, a round's new model, the current one (its probabilities included); a checkpoint loaded
+        before is no longer active, now or after a restart. Drops other fine-tuned pools' embeddings."""
         with self._lock:
             self._fitted = fitted
+            self._forget_loaded()
             self.generation += 1
         self.checkpoints.prune_tuned_caches(keep=fitted.cache)
+
+    def active(self) -> ActiveModel | None:
+        """Which model is active (round, labels it was trained on, the checkpoint it came from); None without one."""
+        with self._lock:
+            if self.head is None:
+                return None
+            if self._loaded is not None:
+                return self._loaded
+        last = None if self.store is None else self.store.latest_round()
+        return ActiveModel(0, 0) if last is None else ActiveModel(last.number, last.labeled)
+
+    def _forget_loaded(self) -> None:
+        """The current model is no longer a loaded checkpoint: the newest round's model is active again."""
+        if self._loaded is not None and self.store is not None:
+            self.store.update_settings(**{ACTIVE_SETTING: None})
+        self._loaded = None
 
     # ------------------------------------------------------------ fine-tune mode
     def is_finetuned(self) -> bool:
@@ -173,10 +238,20 @@ class ModelState:
             return fitted.probs[rows]
 
     # -------------------------------------------------------------- checkpoints
-    def restore_latest(self, store: ProjectStore) -> None:
-        """Load the newest round's model (or an imported model before any round) and its predictions (on open)."""
-        rounds = [r for r in store.rounds() if r.checkpoint]
-        fitted = self.checkpoints.load_latest(rounds[-1].checkpoint if rounds else None, store.labels())
+    def restore_active(self) -> None:
+        """On open: load the model that was active, with its predictions when its embeddings are cached.
+
+        That is the checkpoint loaded last (the ``active_model`` setting) unless a round finished since, else the
+        newest round's model (or an imported model's before any round). A remembered checkpoint that is gone,
+        damaged or trained for other labels is forgotten, and the newest round's model is active instead.
+        """
+        store = self.store
+        if store is None:
+            return
+        fitted = self._restore_loaded(store)
+        if fitted is None:
+            rounds = [r for r in store.rounds() if r.checkpoint]
+            fitted = self.checkpoints.load_latest(rounds[-1].checkpoint if rounds else None, store.labels())
         if fitted is None:
             return
         with self._lock:
@@ -185,13 +260,38 @@ class ModelState:
         if not self.current_cache().missing(ids):
             self.refresh_probs(ids)
 
-    def save_named(self, name: str, round_number: int, labeled: int) -> str:
-        """Save the current model as a named checkpoint; returns the name."""
+    def _restore_loaded(self, store: ProjectStore) -> Fitted | None:
+        """The remembered checkpoint's model (and it is the loaded one now), or None when there is none to restore."""
+        choice = store.get_setting(ACTIVE_SETTING)
+        if not isinstance(choice, dict) or not choice.get("checkpoint"):
+            return None
+        last = store.latest_round()
+        if (0 if last is None else last.number) == choice.get("after_round"):  # else a newer round's model wins
+            try:
+                fitted, info = self.checkpoints.load_named(str(choice["checkpoint"]), store.labels())
+            except (StoreError, ModelFileError, OSError, ValueError):
+                pass  # gone, damaged or for other labels: forgotten below
+            else:
+                self._loaded = _from_info(info)
+                return fitted
+        store.update_settings(**{ACTIVE_SETTING: None})
+        return None
+
+    def save_named(self, name: str, round_number: int | None = None, labeled: int | None = None) -> str:
+        """Save the current model as a named checkpoint; returns the name.
+
+        Args:
+            round_number: the round that trained it; None: the active model's.
+            labeled: how many labels it was trained on; None: the active model's.
+        """
         with self._lock:
-            if self.head is None:
+            active = self.active()
+            if active is None:
                 raise StoreError("There is no model to save yet: label a batch so the first round can train one.")
             if self.is_finetuned():
                 self.current_backbone()  # a fine-tuned backbone read from a checkpoint is saved again: load it
+            round_number = active.round if round_number is None else round_number
+            labeled = active.labeled if labeled is None else labeled
             return self.checkpoints.save_named(name, self._fitted, round_number, labeled)
 
     def list_named(self) -> list[dict[str, Any]]:
@@ -199,10 +299,26 @@ class ModelState:
         return self.checkpoints.list_named()
 
     def load_named(self, name: str, labels: Sequence[str]) -> dict[str, Any]:
-        """Make the named checkpoint current (without probabilities yet); its labels must match the project's."""
+        """Make the named checkpoint current (without probabilities yet) and remember it as the active model, so a
+        restart keeps it until a round trains a newer one; its labels must match the project's.
+
+        Returns:
+            The checkpoint's metadata, with ``active``: the `ActiveModel` it now is.
+        """
         fitted, info = self.checkpoints.load_named(name, list(labels))
+        active = _from_info(info)
         with self._lock:
             self._fitted = fitted
+            self._loaded = active
             self.generation += 1
+            if self.store is not None:
+                last = self.store.latest_round()
+                after = 0 if last is None else last.number
+                self.store.update_settings(**{ACTIVE_SETTING: {**active.to_dict(), "after_round": after}})
         self.checkpoints.prune_tuned_caches(keep=fitted.cache)
-        return info
+        return {**info, "active": active}
+
+
+def _from_info(info: dict[str, Any]) -> ActiveModel:
+    """The active model a named checkpoint's metadata describes."""
+    return ActiveModel(int(info.get("round") or 0), int(info.get("labeled") or 0), str(info["name"]))

@@ -15,14 +15,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.core.audit import AUDIT, audit_count, draw_audit, place_audit
+from app.core.calibration import tempered
 from app.core.errors import EmptyPoolError
-from app.core.metrics import classification_metrics
 from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings
-from app.core.splits import validation_mask
 from app.core.store import ProjectStore
 from app.core.strategies import Selection, select_batch
-from app.engine.evaluation import cross_validated_metrics
+from app.engine.evaluation import NOT_ENOUGH_LABELS, evaluate
 from app.engine.finetuning import FineTuneLearner, can_finetune
 from app.engine.learners import (
     Fitted,
@@ -35,7 +35,8 @@ from app.engine.learners import (
 )
 from app.engine.model_state import ModelState
 
-NOT_ENOUGH_LABELS = "Not enough labels to validate yet."
+__all__ = ["NOT_ENOUGH_LABELS", "RoundData", "RoundResult", "choose_learner", "commit", "evaluate", "read", "run"]
+HISTORY_KEYS = ("accuracy", "accuracy_low", "audit_n", "agreement")  # what later rounds read of a round's metrics
 Pick = tuple[int, str, float]  # (image id, strategy that picked it, its score)
 Evaluate = Callable[["RoundData", "Fitted | None"], dict[str, Any]]
 
@@ -50,10 +51,13 @@ class RoundData:
         label_names: the labels (one head output each).
         labeled_rows: rows of the labeled images.
         y: the class index of each labeled row.
-        val: which labeled rows are held out for validation (not trained on).
+        val: which labeled rows are held out (not trained on); none since accuracy is measured on audit labels.
         pool_rows: rows the round may pick (unlabeled, not skipped in the current batch).
         seed: seed of the training and of the selection.
         number: the round this is (1 for the first); names what it keeps ("round0001").
+        audit: which labeled rows are audit labels (drawn at random from the pool); None = none.
+        history: what the evaluation keeps of each earlier round (labeled, the estimate, the agreement; the newest
+            also its stop set predictions), oldest first.
     """
 
     ids: np.ndarray
@@ -65,6 +69,8 @@ class RoundData:
     pool_rows: np.ndarray
     seed: int = 0
     number: int = 1
+    audit: np.ndarray | None = None
+    history: tuple[dict[str, Any], ...] = ()
 
     @property
     def train_rows(self) -> np.ndarray:
@@ -88,12 +94,16 @@ class RoundData:
         num_classes: int,
         seed: int,
         pool_rows: np.ndarray | None = None,
+        audit: np.ndarray | None = None,
+        history: Sequence[dict[str, Any]] = (),
     ) -> RoundData:
         """A round on plain arrays (simulations, benchmarks): row numbers as ids, nothing held out.
 
         Args:
             y: the class of each of `labeled_rows`.
             pool_rows: None = every row not labeled.
+            audit: which of `labeled_rows` are audit labels (None = none).
+            history: the earlier rounds' metrics (see `RoundData.history`).
         """
         labeled_rows = np.asarray(labeled_rows, dtype=np.int64)
         if pool_rows is None:
@@ -104,6 +114,7 @@ class RoundData:
             ids=np.arange(len(x), dtype=np.int64), x=x, label_names=tuple(str(c) for c in range(num_classes)),
             labeled_rows=labeled_rows, y=np.asarray(y, dtype=np.int64), val=np.zeros(len(labeled_rows), dtype=bool),
             pool_rows=np.asarray(pool_rows, dtype=np.int64), seed=seed,
+            audit=None if audit is None else np.asarray(audit, dtype=bool), history=tuple(history),
         )  # fmt: skip
 
 
@@ -136,8 +147,19 @@ class RoundResult:
         return self.state == "cancelled"
 
 
+def history(rounds: Sequence[tuple[int, dict[str, Any]]]) -> tuple[dict[str, Any], ...]:
+    """What a round's evaluation reads of the rounds before it, from their (labels, metrics): labels, estimate and
+    agreement of each, and the newest one's stop set predictions."""
+    out = [{"labeled": int(n), **{k: m[k] for k in HISTORY_KEYS if k in m}} for n, m in rounds]
+    if rounds and "stop_set" in rounds[-1][1]:
+        out[-1]["stop_set"] = rounds[-1][1]["stop_set"]
+    return tuple(out)
+
+
 def read(store: ProjectStore, settings: ProjectSettings, ids: Sequence[int], x: np.ndarray) -> RoundData:
-    """The round's data from the store: labels, the stable validation split and the pool.
+    """The round's data from the store: labels (which are audit labels), the pool and the earlier rounds.
+
+    Nothing is held out: every label trains, and the model is measured on audit labels by cross-fitting.
 
     Args:
         ids: every image id (as read once for this round).
@@ -152,18 +174,19 @@ def read(store: ProjectStore, settings: ProjectSettings, ids: Sequence[int], x: 
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     lab_ids = [i for i in ids if current.get(i) in index]
     y = np.array([index[current[i]] for i in lab_ids], dtype=np.int64)
-    val = validation_mask(lab_ids, y, settings.val_fraction, settings.seed)
-    if len(lab_ids) == 0 or val.sum() < settings.min_val:
-        val[:] = False
+    audited = store.picked_by(AUDIT)
     skipped = {b.image_id for b in store.batch() if b.status == "skipped"}
     pool_ids = [i for i in ids if i not in current and i not in skipped] or [i for i in ids if i not in current]
     if not pool_ids:
         raise EmptyPoolError("Every image is labeled. Export your labels and model, or add more images.")
-    done = store.current_round()
+    past = store.rounds()
+    done = len(past)
     return RoundData(
         ids=np.asarray(ids, dtype=np.int64), x=x, label_names=tuple(names),
-        labeled_rows=np.array([row_of[i] for i in lab_ids], dtype=np.int64), y=y, val=val,
+        labeled_rows=np.array([row_of[i] for i in lab_ids], dtype=np.int64), y=y, val=np.zeros(len(y), dtype=bool),
         pool_rows=np.array([row_of[i] for i in pool_ids], dtype=np.int64), seed=settings.seed + done, number=done + 1,
+        audit=np.array([i in audited for i in lab_ids], dtype=bool),
+        history=history([(r.labeled, r.metrics) for r in past]),
     )  # fmt: skip
 
 
@@ -207,6 +230,42 @@ def select(data: RoundData, fitted: Fitted | None, strategy: str, k: int) -> Sel
     )
 
 
+def picks(
+    data: RoundData, fitted: Fitted | None, strategy: str, k: int, *, audit_share: float = 0.0, size: int | None = None
+) -> tuple[Selection, tuple[Pick, ...]]:
+    """The round's `k` picks: audit picks drawn uniformly at random from the pool (`audit_share` of a batch of
+    `size`, at least one once there is a model), the rest by `strategy` from the rest of the pool.
+
+    Returns:
+        The strategy's selection (positions into `data.pool_rows`) and every pick as (image id, strategy, score) in
+        batch order: the audit picks spread over the first `size`, the strategy's spares last.
+    """
+    size = k if size is None else min(size, k)
+    n_pool = len(data.pool_rows)
+    drawn = draw_audit(n_pool, audit_count(size, audit_share, has_model=fitted is not None), data.seed)
+    rest = np.setdiff1d(np.arange(n_pool), drawn, assume_unique=True)
+    wanted = min(k - len(drawn), len(rest))
+    if wanted > 0:
+        found = select(replace(data, pool_rows=data.pool_rows[rest]), fitted, strategy, wanted)
+        selection = replace(found, indices=rest[found.indices])
+    else:
+        selection = Selection(np.empty(0, dtype=np.int64), np.empty(0), strategy)
+    chosen = [
+        (int(data.ids[data.pool_rows[int(i)]]), selection.strategy, float(s))
+        for i, s in zip(selection.indices, selection.scores, strict=True)
+    ]
+    audit = [(int(data.ids[data.pool_rows[int(i)]]), AUDIT, float("nan")) for i in drawn]
+    return selection, tuple(place_audit(chosen, audit, size))
+
+
+def calibrated(fitted: Fitted, temperature: float) -> Fitted:
+    """The model with `temperature` applied to its head (so saved and exported models carry it) and probabilities."""
+    if temperature == 1.0 or not hasattr(fitted.head, "tempered"):
+        return fitted
+    probs = None if fitted.probs is None else tempered(fitted.probs, temperature)
+    return replace(fitted, head=fitted.head.tempered(temperature), probs=probs)
+
+
 def run(
     data: RoundData,
     learner: Learner | None,
@@ -217,54 +276,36 @@ def run(
     stop: threading.Event | None = None,
     evaluate: Evaluate | None = None,
     started: float | None = None,
+    audit_share: float = 0.0,
+    size: int | None = None,
 ) -> RoundResult:
-    """Fit `learner` (None: no model, the cold start), score every image, select `k` pool rows, evaluate.
+    """Fit `learner` (None: no model, the cold start), evaluate and calibrate, score every image, select `k` picks.
 
     Args:
         progress: the learner's progress (None: it reports nothing).
         stop: set it from another thread to cancel the round.
-        evaluate: the round's metrics from its data and model (None: no metrics; a simulation measures on its own
-            test set).
+        evaluate: the round's metrics from its data and model (None: no metrics and no calibration); its
+            "temperature" calibrates the model the round keeps.
         started: when the round started (`time.perf_counter()`; it may include embedding): `seconds` counts from
             there. None = now.
+        audit_share: share of a batch drawn at random from the pool as audit picks (see `picks`).
+        size: the batch size (the picks beyond are spares); None = `k`.
     """
     started = time.perf_counter() if started is None else started
     fitted = None if learner is None else learner.fit(data, progress, stop)
     if stopped(stop) or (learner is not None and fitted is None):
         return RoundResult("cancelled")
-    selection = select(data, fitted, strategy, k)
-    picks = tuple(
-        (int(data.ids[data.pool_rows[int(i)]]), selection.strategy, float(s))
-        for i, s in zip(selection.indices, selection.scores, strict=True)
-    )
     metrics = {} if evaluate is None else evaluate(data, fitted)
+    if fitted is not None:
+        fitted = calibrated(fitted, float(metrics.get("temperature", 1.0)))
+    selection, chosen = picks(data, fitted, strategy, k, audit_share=audit_share, size=size)
     seconds = time.perf_counter() - started
     if evaluate is not None:
         metrics["seconds"] = seconds
     return RoundResult(
-        "done", fitted, learner is not None and learner.trains, selection, picks, metrics, seconds,
+        "done", fitted, learner is not None and learner.trains, selection, chosen, metrics, seconds,
         0.0 if fitted is None else fitted.train_seconds,
     )  # fmt: skip
-
-
-def evaluate(data: RoundData, fitted: Fitted | None, *, hidden: int = 0, seed: int = 0) -> dict[str, Any]:
-    """Counts and accuracy of the round's model: on the held-out labels, else cross-validated on the labels (heads
-    of width `hidden`, seeded with `seed`), else a note that there are too few labels."""
-    names, rows, y, val = list(data.label_names), data.labeled_rows, data.y, data.val
-    metrics: dict[str, Any] = {"labeled": len(rows), "train": int((~val).sum()), "val": int(val.sum())}
-    probs = None if fitted is None else fitted.probs
-    cv = None
-    if probs is not None and val.any():
-        pred = probs[rows[val]].argmax(axis=1)
-        metrics.update(classification_metrics(y[val].tolist(), pred.tolist(), names))
-        metrics["validation"] = f"{int(val.sum())} held-out labels"
-    elif probs is not None:
-        cv = cross_validated_metrics(data.x[rows], y, names, hidden=hidden, seed=seed)
-    if cv is not None:
-        metrics.update(cv)
-    elif "accuracy" not in metrics:
-        metrics["note"] = NOT_ENOUGH_LABELS
-    return metrics
 
 
 def commit(

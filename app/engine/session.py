@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.agreement import Agreement, compute_agreement
 from app.core.atomic import clean_temp_files
 from app.core.errors import AppError, EmptyPoolError, StoreError
 from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
@@ -54,7 +55,7 @@ class ActiveLearningSession:
         self.store = store
         self.settings = settings
         self.jobs = JobRunner()
-        self.model = ModelState(store.root, settings)
+        self.model = ModelState(store.root, settings, store)
         self._round_lock = threading.Lock()
         self._batch_lock = threading.Lock()
         self._extension_cache: tuple[tuple, list[tuple[int, str, float | None]]] | None = None
@@ -92,13 +93,13 @@ class ActiveLearningSession:
         """Open an existing project and resume where it stopped (batch, model, labels)."""
         root = Path(projects_dir) / check_project_name(name)
         if not (root / ProjectStore.DB_NAME).exists():
-            raise StoreError(f"There is no project named '{name}' in {projects_dir}.")
+            raise StoreError(f"There is no project named '{name}'. Choose one from the list.")
         store = ProjectStore(root, create=False)
         clean_staging(store.root)  # staging folders left by imports that were killed
         clean_temp_files(store.root / folder for folder in ("checkpoints", "exports", "embeddings"))  # and by saves
         settings = ProjectSettings.from_dict(store.get_setting("settings", {}))
         session = cls(store, settings)
-        session.model.restore_latest(store)
+        session.model.restore_active()
         return session
 
     @staticmethod
@@ -150,9 +151,9 @@ class ActiveLearningSession:
         """The current batch, in order."""
         return self.store.batch()
 
-    def next_item(self, client_id: str) -> BatchItem | None:
-        """Claim the next image for `client_id`; see `Labeling.next_item`."""
-        return self.labeling.next_item(client_id)
+    def next_item(self, client_id: str, annotator: str | None = None) -> BatchItem | None:
+        """Claim the next image for `client_id` (labeled by `annotator`, if known); see `Labeling.next_item`."""
+        return self.labeling.next_item(client_id, annotator)
 
     def _pool_ids(self) -> list[int]:
         labeled = self.store.current_labels()
@@ -211,9 +212,18 @@ class ActiveLearningSession:
         """Leave an image unlabeled; it is not offered again in this batch."""
         self.labeling.skip(image_id)
 
-    def undo(self, annotator: str | None = None) -> Annotation | None:
-        """Take back the newest label (of `annotator`); the image goes back into the batch."""
-        return self.labeling.undo(annotator)
+    def undo(self, annotator: str | None = None, client: str | None = None) -> Annotation | None:
+        """Take back the newest label (of `annotator`); the image goes back into the batch; see `Labeling.undo`."""
+        return self.labeling.undo(annotator, client)
+
+    def agreement(self) -> Agreement:
+        """Each annotator's labels, speed and agreement with the others (shared labeling); see `app.core.agreement`."""
+        return compute_agreement(self.store.history())
+
+    def set_overlap(self, fraction: float) -> None:
+        """Have that share (0 to 1) of each new batch and extension labeled by two different annotators."""
+        self.settings = self.settings.replace(overlap=float(fraction))  # ValueError with a message when out of range
+        self.store.update_settings(settings=self.settings.to_dict())
 
     # --------------------------------------------------------------- reads for the page
     @property
@@ -339,6 +349,7 @@ class ActiveLearningSession:
                 data, learner, strategy=s.strategy, k=min(len(data.pool_rows), 2 * k), stop=stop_event,
                 progress=_scaled(progress, 0.1 if isinstance(learner, finetuning.FineTuneLearner) else 0.5, 0.95),
                 evaluate=functools.partial(rounds.evaluate, hidden=s.head_hidden, seed=s.seed), started=started,
+                audit_share=s.audit_share, size=k,
             )  # fmt: skip
             if result.cancelled:
                 return {"cancelled": True}
@@ -348,16 +359,19 @@ class ActiveLearningSession:
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self, name: str | None = None) -> str:
-        """Save the current model under a name; returns the name."""
-        name = check_project_name(name or f"round-{self.store.current_round():03d}-{time.strftime('%Y%m%d-%H%M%S')}")
-        return self.model.save_named(name, self.store.current_round(), len(self.store.current_labels()))
+        """Save the active model under a name (by default its round and the time); returns the name."""
+        active = self.model.active()
+        number = self.store.current_round() if active is None else active.round
+        name = check_project_name(name or f"round-{number:03d}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return self.model.save_named(name)  # with the round and label count of the model it is
 
     def list_checkpoints(self) -> list[dict[str, Any]]:
         """Saved checkpoints, newest first: name, round, labeled, created."""
         return self.model.list_named()
 
     def load_checkpoint(self, name: str) -> dict[str, Any]:
-        """Make a saved checkpoint the current model (labels always come from the store)."""
+        """Make a saved checkpoint the active model (kept by a restart) until a round trains a newer one; labels are
+        never rolled back (they come from the store). Its metadata, with ``active``: the `ActiveModel` it now is."""
         info = self.model.load_named(name, self.store.labels())
         ids = self.store.image_ids()
         self._embed(ids)

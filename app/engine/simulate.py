@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from app.core.atomic import atomic_path, atomic_write_text
+from app.core.audit import AUDIT, audit_count, draw_audit
+from app.core.calibration import expected_calibration_error
 from app.core.errors import AppError
 from app.core.settings import ProjectSettings
 from app.core.splits import stratified_holdout
 from app.core.store import ProjectStore
 from app.core.strategies import STRATEGIES, typical_clusters
+from app.engine import rounds
+from app.engine.evaluation import evaluate
 from app.engine.learners import HeadLearner
 from app.engine.rounds import RoundData, run
 from app.engine.session import ActiveLearningSession
@@ -44,6 +49,7 @@ class SimulationConfig:
     devices: int = 1
     num_nodes: int = 1
     dist_strategy: str = "auto"
+    audit_share: float = ProjectSettings.audit_share
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -102,6 +108,44 @@ def _load_split(
     return x, np.array(names, dtype=object), label_set
 
 
+class Curve(NamedTuple):
+    """One simulated labeling run (one seed), point by point.
+
+    Attributes:
+        labels: labels at each point (audit labels included: they are part of the budget).
+        accuracy: test accuracy of the round's model.
+        seconds: seconds per train + evaluate + score + select (one fewer than the points).
+        estimate, estimate_low, estimate_high: the accuracy and its 95 % interval the app shows at that point (None
+            where it shows none); empty without `trust`.
+        ece: expected calibration error of the shown probabilities on the test set; empty without `trust`.
+        stop_at: labels at which the app first said "you can stop", or None.
+    """
+
+    labels: list[int]
+    accuracy: list[float]
+    seconds: list[float]
+    estimate: list[float | None]
+    estimate_low: list[float | None]
+    estimate_high: list[float | None]
+    ece: list[float | None]
+    stop_at: int | None = None
+
+
+def initial_picks(
+    x: np.ndarray, n: int, seed: int, *, cold_start: bool = False, audit_share: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n` labeled pool rows and which are audit labels: as the app's first batch, a share drawn at
+    random (audit), the rest random or the cold start (TypiClust)."""
+    n_audit = audit_count(n, audit_share, has_model=False)
+    if not cold_start:
+        rows = initial_rows(x, n, seed)
+        return rows, np.arange(n) < n_audit  # random rows: any of them is a uniform draw
+    typical = typical_clusters(x, n - n_audit, seed=seed)
+    rest = np.setdiff1d(np.arange(len(x)), typical)
+    audit = rest[draw_audit(len(rest), n_audit, seed)]
+    return np.concatenate([typical, audit]), np.arange(n) >= n - n_audit
+
+
 def run_curve(
     x: np.ndarray,
     y: np.ndarray,
@@ -115,30 +159,65 @@ def run_curve(
     budget: int,
     seed: int,
     max_epochs: int | None = None,
-) -> tuple[list[int], list[float], list[float]]:
+    trust: bool = False,
+    audit_share: float = 0.0,
+    initial_audit: np.ndarray | None = None,
+) -> Curve:
     """One simulated labeling run: the app's round (`rounds.run` with the head learner) on oracle labels, every
-    label trained on (the test set measures). Returns (label counts, test accuracies, seconds per train+score+select).
+    label trained on (the test set measures).
+
+    Args:
+        trust: evaluate every round as the app does (audit cross-fitting, calibration, stop advice); the curve then
+            holds the estimate, the test ECE and the stop point.
+        audit_share: share of each batch drawn at random as audit labels (the app's `audit_share`).
+        initial_audit: which of `initial_rows` are audit labels (None = none).
     """
     from lit_models.train import predict_proba
 
     learner = HeadLearner(max_epochs=max_epochs)
-    labeled = list(initial_rows)
-    counts, accs, seconds = [], [], []
+    ev = functools.partial(evaluate, max_epochs=max_epochs, seed=seed) if trust else None
+    labeled = [int(r) for r in initial_rows]
+    audit = {r for r, a in zip(labeled, initial_audit if initial_audit is not None else [], strict=False) if a}
+    curve = Curve([], [], [], [], [], [], [])
+    past: list[tuple[int, dict]] = []
     while True:
         lab = np.array(labeled, dtype=np.int64)
         data = RoundData.from_arrays(
-            x, lab, y[lab], num_classes=num_classes, seed=seed * 1000 + len(counts)
-        )  # a new seed each round, as the app's rounds
+            x,
+            lab,
+            y[lab],
+            num_classes=num_classes,
+            seed=seed * 1000 + len(curve.labels),
+            audit=np.array([r in audit for r in labeled], dtype=bool),
+            history=rounds.history(past),
+        )  # a new seed each round, as the app's rounds; fmt: skip
         k = min(batch, budget - len(labeled), len(data.pool_rows))
-        result = run(data, learner, strategy=strategy, k=max(k, 1))
-        acc = float((predict_proba(result.fitted.head, x_test).argmax(axis=1) == y_test).mean())
-        counts.append(len(labeled))
-        accs.append(acc)
+        result = run(data, learner, strategy=strategy, k=max(k, 1), evaluate=ev, audit_share=audit_share)
+        probs = predict_proba(result.fitted.head, x_test)
+        curve.labels.append(len(labeled))
+        curve.accuracy.append(float((probs.argmax(axis=1) == y_test).mean()))
+        if trust:
+            curve = _measured(curve, result.metrics, probs, y_test)
+            past.append((len(labeled), result.metrics))
         if k <= 0:
-            break
-        seconds.append(result.seconds)
-        labeled.extend(int(data.pool_rows[i]) for i in result.selection.indices[:k])
-    return counts, accs, seconds
+            return curve
+        curve.seconds.append(result.seconds)
+        for image_id, picked_by, _ in result.picks[:k]:
+            labeled.append(image_id)
+            if picked_by == AUDIT:
+                audit.add(image_id)
+
+
+def _measured(curve: Curve, metrics: dict, probs: np.ndarray, y_test: np.ndarray) -> Curve:
+    """`curve` with one more point of what the app shows (estimate, interval), the test ECE and the stop point."""
+    shown = metrics.get("accuracy") is not None
+    curve.estimate.append(metrics["accuracy"] if shown else None)
+    curve.estimate_low.append(metrics.get("accuracy_low") if shown else None)
+    curve.estimate_high.append(metrics.get("accuracy_high") if shown else None)
+    curve.ece.append(expected_calibration_error(probs, y_test))
+    if curve.stop_at is None and metrics.get("advice", {}).get("stop"):
+        return curve._replace(stop_at=curve.labels[-1])
+    return curve
 
 
 def load_embeddings(
@@ -180,7 +259,8 @@ def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[
     for strategy in cfg.strategies:
         runs = []
         for seed in range(cfg.seeds):
-            initial = initial_rows(x, cfg.initial, seed, cold_start=cfg.cold_start and strategy != "random")
+            cold = cfg.cold_start and strategy != "random"
+            initial, audit = initial_picks(x, cfg.initial, seed, cold_start=cold, audit_share=cfg.audit_share)
             runs.append(
                 run_curve(
                     x,
@@ -194,21 +274,44 @@ def simulate(cfg: SimulationConfig, log: Callable[[str], None] = print) -> dict[
                     budget=cfg.budget,
                     seed=seed,
                     max_epochs=cfg.max_epochs,
+                    trust=True,
+                    audit_share=cfg.audit_share,
+                    initial_audit=audit,
                 )  # fmt: skip
             )
-            log(f"  {strategy} seed {seed}: accuracy {runs[-1][1][-1]:.3f} at {runs[-1][0][-1]} labels")
-        acc = np.array([r[1] for r in runs])
+            log(f"  {strategy} seed {seed}: accuracy {runs[-1].accuracy[-1]:.3f} at {runs[-1].labels[-1]} labels")
+        acc = np.array([r.accuracy for r in runs])
         results["strategies"][strategy] = {
-            "labels": runs[0][0],
+            "labels": runs[0].labels,
             "accuracy": acc.mean(axis=0).round(4).tolist(),
             "accuracy_std": acc.std(axis=0).round(4).tolist(),
-            "seconds_per_round": round(float(np.mean([s for r in runs for s in r[2]] or [0.0])), 4),
+            "seconds_per_round": round(float(np.mean([s for r in runs for s in r.seconds] or [0.0])), 4),
+            "runs": [run_entry(seed, r) for seed, r in enumerate(runs)],
         }
     if cfg.out:
         out = Path(cfg.out)
         atomic_write_text(out, json.dumps(results, indent=2))
         plot_results(results, out.with_suffix(".png"))
     return results
+
+
+def _rounded(values: Sequence[float | None]) -> list[float | None]:
+    return [None if v is None else round(float(v), 4) for v in values]
+
+
+def run_entry(seed: int, curve: Curve) -> dict[str, Any]:
+    """One seed's run as `simulate` writes it: labels, test accuracy, the estimate and interval the app showed,
+    the test ECE of the probabilities it showed, and the labels at which it first said "you can stop" (or None)."""
+    return {
+        "seed": seed,
+        "labels": list(curve.labels),
+        "accuracy": _rounded(curve.accuracy),
+        "estimate": _rounded(curve.estimate),
+        "estimate_low": _rounded(curve.estimate_low),
+        "estimate_high": _rounded(curve.estimate_high),
+        "ece": _rounded(curve.ece),
+        "stop_at": curve.stop_at,
+    }
 
 
 def format_table(results: dict[str, Any], every: Sequence[int] | None = None) -> str:

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from app.core.metrics import MATRIX_MAX_CLASSES, top_confusions
+from app.core.store import RoundRow
 from app.engine.session import ActiveLearningSession
-from app.ui.views import strategy_name
+from app.ui.views import estimate_text, strategy_name
 
 CURVE_COLUMNS = ["labeled", "value", "metric"]
-HISTORY_COLUMNS = ["round", "strategy", "labeled", "accuracy", "macro-F1", "seconds"]
+HISTORY_COLUMNS = ["round", "strategy", "labeled", "accuracy", "95% range", "random checks", "seconds"]
+ESTIMATE, LOW, HIGH = "accuracy (estimate)", "95% range: low end", "95% range: high end"
 
 
 @dataclass
@@ -20,10 +22,12 @@ class Dashboard:
     """Everything the dashboard tab shows.
 
     Attributes:
-        curve: one row per round and metric (accuracy, macro-F1) against the number of labels.
+        curve: the accuracy estimate and the ends of its 95 % range against the number of labels, one row per round
+            and line; only rounds measured on random checks (the curve never mixes methods).
         counts: labels per class.
-        confusion: an HTML table of the latest measured round's mistakes: its confusion matrix (rows: true label,
-            columns: predicted) with few labels, else its most confused pairs.
+        confusion: HTML: the latest measured round's accuracy per label with its range, and its mistakes on the
+            random checks: the confusion matrix (rows: true label, columns: predicted) with few labels, else the most
+            confused pairs.
         history: one row per round.
         summary: one Markdown line above the plots.
     """
@@ -50,44 +54,81 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
     if session is None:
         return empty()
     rounds = session.rounds()
-    curve_rows, history_rows = [], []
-    for r in rounds:
-        acc, f1 = r.metrics.get("accuracy"), r.metrics.get("macro_f1")
-        if acc is not None:
-            curve_rows.append({"labeled": r.labeled, "value": float(acc), "metric": "accuracy"})
-        if f1 is not None:
-            curve_rows.append({"labeled": r.labeled, "value": float(f1), "metric": "macro-F1"})
-        history_rows.append(
-            {
-                "round": r.number,
-                "strategy": strategy_name(r.strategy),
-                "labeled": r.labeled,
-                "accuracy": None if acc is None else round(float(acc), 3),
-                "macro-F1": None if f1 is None else round(float(f1), 3),
-                "seconds": round(float(r.seconds), 2),
-            }
-        )
+    curve_rows = [row for r in rounds for row in _curve_rows(r.labeled, r.metrics)]
     counts = session.label_counts()
     measured = [r for r in rounds if r.metrics.get("confusion") or "top_confusions" in r.metrics]
-    confusion = mistakes_html(measured[-1].metrics) if measured else _note(_why_no_confusion(rounds))
+    confusion = per_class_html(measured[-1].metrics) + mistakes_html(measured[-1].metrics) if measured else ""
     progress = session.progress()
-    summary = (
-        f"**{progress['labeled']:,}** of {progress['total']:,} images labeled · {len(rounds)} round(s) · "
-        "accuracy and macro-F1 on held-out labels (cross-validated while few are held out)"
-    )
+    summary = f"**{progress['labeled']:,}** of {progress['total']:,} images labeled · {len(rounds)} round(s)"
+    if rounds:
+        last = rounds[-1].metrics
+        summary += f"  \n{estimate_text(last)} {calibration_text(last)}".rstrip()
+        if last.get("advice"):
+            summary += f"  \n**{last['advice']['text']}**"
     return Dashboard(
         curve=pd.DataFrame(curve_rows, columns=CURVE_COLUMNS),
         counts=pd.DataFrame({"label": list(counts), "count": list(counts.values())}),
-        confusion=confusion,
-        history=pd.DataFrame(history_rows[::-1], columns=HISTORY_COLUMNS),
+        confusion=confusion or _note(_why_no_confusion(rounds)),
+        history=pd.DataFrame([_history_row(r) for r in rounds][::-1], columns=HISTORY_COLUMNS),
         summary=summary,
+    )
+
+
+def _curve_rows(labeled: int, metrics: dict) -> list[dict]:
+    """The estimate and its range at one round; none where the round was not measured on random checks."""
+    if metrics.get("accuracy") is None or "accuracy_low" not in metrics:
+        return []
+    values = ((ESTIMATE, "accuracy"), (LOW, "accuracy_low"), (HIGH, "accuracy_high"))
+    return [{"labeled": labeled, "value": float(metrics[key]), "metric": name} for name, key in values]
+
+
+def _history_row(r: RoundRow) -> dict:
+    m = r.metrics
+    honest = m.get("accuracy") is not None and "accuracy_low" in m
+    return {
+        "round": r.number,
+        "strategy": strategy_name(r.strategy),
+        "labeled": r.labeled,
+        "accuracy": round(float(m["accuracy"]), 3) if honest else None,
+        "95% range": f"{m['accuracy_low']:.2f}–{m['accuracy_high']:.2f}" if honest else "",
+        "random checks": int(m.get("audit_n") or 0),
+        "seconds": round(float(r.seconds), 2),
+    }
+
+
+def calibration_text(metrics: dict) -> str:
+    """How far the confidence shown is from the accuracy it claims (measured on the random checks)."""
+    ece = metrics.get("ece")
+    if ece is None:
+        return ""
+    return f"The confidence shown is calibrated on them: on average it is {ece:.0%} away from the real hit rate."
+
+
+def per_class_html(metrics: dict) -> str:
+    """The accuracy estimate of each label with its 95 % range and the random checks it rests on."""
+    per_class = metrics.get("per_class") or {}
+    if not per_class:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{c['accuracy']:.0%}</td>"
+        f"<td>{c['low']:.0%}–{c['high']:.0%}</td><td>{int(c['n'])}</td></tr>"
+        for name, c in per_class.items()
+    )
+    caption = "Accuracy per label, on the random checks of that label."
+    return (
+        f'<div class="al-confusion"><table><caption>{html.escape(caption)}</caption>'
+        "<thead><tr><th>label</th><th>accuracy</th><th>95% range</th><th>random checks</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
     )
 
 
 def _why_no_confusion(rounds: list) -> str:
     if not rounds:
-        return "The confusion matrix appears after the first round."
-    return "Not enough labels are held out to measure the model yet; it appears after a few more batches."
+        return "The accuracy per label and the mistakes appear after the first round."
+    return (
+        "Not enough random checks yet to measure the model honestly: a few images of every batch are picked at "
+        "random for this, and the numbers appear after a few more batches."
+    )
 
 
 def _note(text: str) -> str:
@@ -132,9 +173,11 @@ def pairs_html(pairs: list, images: str) -> str:
 
 
 def _images(metrics: dict) -> str:
-    """ "120 held-out images" or "40 cross-validated labeled images"."""
+    """ "12 random checks" (each scored by a model that did not train on it), or what an older round measured on."""
     matrix = metrics.get("confusion") or []
     n = metrics.get("n") or metrics.get("val") or sum(sum(r) for r in matrix)
+    if "accuracy_low" in metrics:
+        return f"{n} random checks"
     how = "cross-validated labeled" if "cross" in str(metrics.get("validation", "")) else "held-out"
     return f"{n} {how} images"
 

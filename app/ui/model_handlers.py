@@ -5,13 +5,17 @@ from __future__ import annotations
 import gradio as gr
 
 from app.core.settings import ProjectSettings
+from app.engine.jobs import RUNNING
 from app.engine.model_import import ModelSource, create_project_from_model, verify_model
 from app.engine.model_report import failure_markdown
+from app.engine.model_state import ActiveModel
+from app.engine.session import ActiveLearningSession
 from app.ui.errors import friendly, plain
 from app.ui.sessions import Sessions
-from app.ui.views import LabelView, message_view, parse_labels, waiting_message
+from app.ui.views import LabelView, labels_kept, message_view, parse_labels, waiting_message
 
 LOCAL_NAME_PREFIXES = ("local-dir:", "file:", "/", "~", ".")
+MODEL_EXPORTS = frozenset({"ckpt", "safetensors", "onnx"})
 
 
 def check_model_name(arch: str, allow_local_paths: bool) -> None:
@@ -147,7 +151,8 @@ class ModelHandlers:
     def save_checkpoint(self, project: str | None, name: str | None) -> tuple[list[tuple[str, str]], str]:
         session = self.sessions.get(project)
         saved = session.save_checkpoint((name or "").strip() or None)
-        gr.Info(plain(f"Saved the model as '{saved}'."))
+        active = session.model.active()
+        gr.Info(plain(f"Saved {active.describe() if active else 'the model'} as '{saved}'."))
         return self.checkpoint_choices(project), saved
 
     def checkpoint_choices(self, project: str | None) -> list[tuple[str, str]]:
@@ -161,20 +166,46 @@ class ModelHandlers:
 
     @friendly
     def load_checkpoint(self, project: str | None, name: str | None, cursor: dict | None) -> dict[str, float] | None:
-        """Load Checkpoint: make it the current model; returns its predictions for the image on screen."""
+        """Load Checkpoint: make it the active model (labels stay); returns its predictions for the image on screen."""
         if not name:
             raise gr.Error("Choose a checkpoint in the list first.")
         session = self.sessions.get(project)
-        session.load_checkpoint(name)
-        gr.Info(plain(f"Loaded '{name}'."))
+        info = session.load_checkpoint(name)
+        gr.Info(plain(loaded_message(info["active"], session.progress()["labeled"], round_running(session))))
         image_id = (cursor or {}).get("image_id")
         return None if image_id is None else session.predictions(int(image_id))
 
     @friendly
     def export(self, project: str | None, kind: str) -> str:
-        """Write one export into the project's exports folder; returns the file to download."""
+        """Write one export into the project's exports folder; returns the file to download.
+
+        A model export says which model it holds, in its file (see `app.engine.exports.model_info`) and on the page.
+        """
         session = self.sessions.get(project)
-        return str(session.export(kind))
+        path = session.export(kind)
+        if kind in MODEL_EXPORTS and (active := session.model.active()) is not None:
+            gr.Info(plain(f"This file holds {active.describe()}."))
+        return str(path)
+
+
+def loaded_message(active: ActiveModel, labeled: int, running: bool) -> str:
+    """What loading a checkpoint changed: which model is active, that labels are kept, what the next round does."""
+    text = active.describe()
+    then = (
+        "A round is running now: when it ends, its new model, trained on all your labels, becomes active."
+        if running
+        else "The next round trains a new model on all your labels and makes it active."
+    )
+    return (
+        f"{text[:1].upper()}{text[1:]} is now active; {labels_kept(labeled)}. "
+        f"Loading a model checkpoint never rolls labels back. {then}"
+    )
+
+
+def round_running(session: ActiveLearningSession) -> bool:
+    """Whether a round is training now (its model becomes active when it ends)."""
+    status = session.round_status()
+    return status is not None and status.state == RUNNING
 
 
 def _classes(value: float | None) -> int | None:

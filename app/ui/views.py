@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.calibration import not_sure
 from app.core.store import BatchItem
 from app.engine.jobs import FAILED, RUNNING, JobStatus
 from app.engine.session import ActiveLearningSession
@@ -23,6 +24,7 @@ STRATEGY_NAMES = {
     "diversity": "Diversity (core-set)",
     "margin_diverse": "Margin + diversity",
     "cold_start": "Cold start: typical images",
+    "audit": "Random check",
 }
 WHY = {
     "random": "picked at random (no model yet)",
@@ -32,7 +34,9 @@ WHY = {
     "entropy": "the model's guess is spread over many labels",
     "diversity": "it is unlike anything labeled so far",
     "margin_diverse": "the model hesitates on it, and it differs from the other picks",
+    "audit": "picked at random, so the model's accuracy can be measured honestly",
 }
+NOT_SURE = "Model's guess: **not sure yet** (its best guess is hardly more likely than a label picked at random)."
 
 
 def strategy_name(name: str | None) -> str:
@@ -145,14 +149,16 @@ def image_view(
     item = next((b for b in batch if b.image_id == image_id), None)
     current = session.label_of(image_id)
     status = f" · labeled **{html.escape(current)}**" if current else ""
+    predictions = session.predictions(image_id)
+    why = why_picked(item) + (f"  \n{NOT_SURE}" if predictions and not_sure(list(predictions.values())) else "")
     return LabelView(
         image_id=image_id,
         image_path=display_path(session, image_id),
         name=row.original_name,
         small=max(row.width, row.height) < SMALL_SIDE,
-        caption=f"**{html.escape(row.original_name)}** · {row.width}×{row.height}{status}  \n{why_picked(item)}",
+        caption=f"**{html.escape(row.original_name)}** · {row.width}×{row.height}{status}  \n{why}",
         selected=current,
-        predictions=session.predictions(image_id),
+        predictions=predictions,
         progress=progress_line(session, image_id, batch),
         labels=session.labels,
         upcoming=upcoming(session, batch, image_id, client),
@@ -207,6 +213,8 @@ def status_html(session: ActiveLearningSession | None) -> str:
         return _status("running", f"Learning: {status.message}", status.progress)
     if status is not None and status.state == FAILED:
         return _status("failed", f"The last round failed: {status.error}", None)
+    if (loaded := loaded_model_line(session)) is not None:  # a checkpoint is the active model, not the newest round's
+        return _status("ready", loaded, None)
     last = session.latest_round()
     if last is None:
         if session.count_images() == 0:
@@ -214,10 +222,34 @@ def status_html(session: ActiveLearningSession | None) -> str:
         if session.model.has_model():  # an imported model's own classifier
             return _status("ready", "Imported model ready: its guesses show until the first round.", None)
         return _status("idle", "No model yet: label the first batch and the first round starts by itself.", None)
-    acc = last.metrics.get("accuracy")
-    how = last.metrics.get("validation", "held-out labels")
-    quality = f"accuracy {acc:.1%} by {how}" if acc is not None else "too few labels to measure accuracy"
-    return _status("ready", f"Model of round {last.number} ready ({last.labeled} labels, {quality}).", None)
+    text = f"Model of round {last.number} ready ({last.labeled} labels). {estimate_text(last.metrics)}"
+    advice = last.metrics.get("advice")
+    return _status("ready", text + (f" {advice['text']}" if advice else ""), None)
+
+
+def estimate_text(metrics: dict[str, Any]) -> str:
+    """ "Accuracy about 84 % (95 % range 70-92 %, from 12 random checks)." or why there is none yet."""
+    acc = metrics.get("accuracy")
+    if acc is None or "accuracy_low" not in metrics:
+        return metrics.get("note") or "Accuracy is not measured yet: it is measured on random checks from now on."
+    low, high, n = metrics["accuracy_low"], metrics["accuracy_high"], metrics["audit_n"]
+    return f"Accuracy about {acc:.0%} (95% range {low:.0%}–{high:.0%}, from {n} random checks)."
+
+
+def labels_kept(labeled: int) -> str:
+    """ "your 58 labels are kept" (a model checkpoint never rolls labels back)."""
+    return f"your {labeled} label is kept" if labeled == 1 else f"your {labeled} labels are kept"
+
+
+def loaded_model_line(session: ActiveLearningSession) -> str | None:
+    """The status line while a loaded checkpoint is the active model (None otherwise): which model it is, that the
+    labels stay, and what the next round does."""
+    active = session.model.active()
+    if active is None or active.checkpoint is None:
+        return None
+    text = active.describe()
+    kept = labels_kept(session.progress()["labeled"])
+    return f"{text[:1].upper()}{text[1:]} is active; {kept}. The next round trains a new model on all of them."
 
 
 def _status(kind: str, text: str, fraction: float | None) -> str:

@@ -1,4 +1,5 @@
-"""The Dashboard tab: learning curve, labels per class, the latest round's mistakes, the rounds so far.
+"""The Dashboard tab: learning curve (the accuracy estimate and its range), the stop advice, labels per class, the
+latest measured round's accuracy per label and mistakes, the rounds so far.
 
 What it shows is built as plain data by `app.ui.dashboard`; this module lays it out and redraws it.
 """
@@ -48,16 +49,16 @@ def build_dashboard_panel() -> DashboardPanel:
                 x="labeled",
                 y="value",
                 color="metric",
-                title="Learning curve",
+                title="Learning curve: accuracy on random checks, with its 95% range",
                 x_title="labeled images",
-                y_title="score",
+                y_title="accuracy",
                 y_lim=[0, 1.05],
                 height=300,
             )
             counts = gr.BarPlot(x="label", y="count", title="Labels per class", height=300, sort=None, y_lim=[0, None])
         with gr.Row():
             with gr.Column():
-                gr.Markdown("#### Mistakes (latest round)")
+                gr.Markdown("#### Accuracy per label and mistakes (latest measured round)")
                 confusion = gr.HTML()
             with gr.Column():
                 gr.Markdown("#### Rounds")
@@ -65,7 +66,7 @@ def build_dashboard_panel() -> DashboardPanel:
                     interactive=False,
                     wrap=True,
                     max_height=320,
-                    column_widths=["10%", "26%", "16%", "16%", "16%", "16%"],
+                    column_widths=["9%", "23%", "12%", "13%", "17%", "13%", "13%"],
                 )
         refresh = gr.Button("Refresh", size="sm")
     return DashboardPanel(

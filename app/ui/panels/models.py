@@ -21,6 +21,11 @@ EXPORTS = [
     ("Model: ONNX", "onnx"),
 ]
 
+LOAD_NOTE = (
+    "Loading a checkpoint changes only the model that guesses, picks images and is exported: your labels are never "
+    "rolled back. The status line names the model in use; the next round trains a new one on all your labels."
+)
+
 
 @dataclass(frozen=True)
 class ModelPanel:
@@ -47,6 +52,7 @@ def build_model_panel() -> ModelPanel:
         save_ckpt = gr.Button("Save Checkpoint")
         ckpts = gr.Dropdown([], label="Saved checkpoints")
         load_ckpt = gr.Button("Load Checkpoint")
+    gr.Markdown(LOAD_NOTE, elem_classes=["al-note"])
     return ModelPanel(
         export_kind=export_kind,
         export=export,

@@ -1,0 +1,105 @@
+"""The pure pieces behind the numbers a user trusts: intervals, audit picks, calibration, the stop rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.audit import AUDIT, audit_count, audit_estimate, draw_audit, place_audit, wilson_interval
+from app.core.calibration import expected_calibration_error, fit_temperature, not_sure, tempered
+from app.core.stopping import advise, agreement, cohen_kappa, expected_gain, stop_set
+from app.engine.rounds import RoundData, picks
+
+
+def test_wilson_interval_values():
+    # reference values (e.g. statsmodels proportion_confint(method="wilson"))
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(45, 50) == pytest.approx((0.7864, 0.9565), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_the_estimate_per_class_carries_its_interval_and_count():
+    est = audit_estimate([0, 0, 0, 1, 1], [0, 0, 1, 1, 1], ["cat", "dog", "fox"])
+    assert est["accuracy"] == pytest.approx(0.8) and est["audit_n"] == 5
+    assert (est["accuracy_low"], est["accuracy_high"]) == pytest.approx(wilson_interval(4, 5))
+    assert est["per_class"]["cat"]["n"] == 3 and est["per_class"]["cat"]["accuracy"] == pytest.approx(2 / 3)
+    assert est["per_class"]["dog"]["low"] == pytest.approx(wilson_interval(2, 2)[0])
+    assert "fox" not in est["per_class"]
+
+
+def test_audit_share_of_a_batch():
+    assert audit_count(10, 0.1, has_model=True) == 1
+    assert audit_count(20, 0.1, has_model=True) == 2
+    assert audit_count(4, 0.1, has_model=True) == 1  # at least one once a model exists
+    assert audit_count(4, 0.1, has_model=False) == 0
+    assert audit_count(10, 0.0, has_model=True) == 0
+    assert audit_count(2, 0.5, has_model=True) == 1  # never the whole batch
+
+
+def test_audit_picks_stay_in_the_batch_and_are_drawn_uniformly():
+    order = place_audit(["s1", "s2", "s3", "s4", "s5", "s6"], ["a1", "a2"], 5)
+    assert order[:5].count("a1") + order[:5].count("a2") == 2 and order[5:] == ["s4", "s5", "s6"]
+    counts = np.bincount(np.concatenate([draw_audit(10, 3, seed) for seed in range(3000)]), minlength=10)
+    assert counts.min() > 800 and counts.max() < 1000  # each of 10 positions about 900 times in 9000 draws
+
+
+def test_a_round_batch_has_its_share_of_random_checks_from_the_pool():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    data = RoundData.from_arrays(x, np.arange(20), np.arange(20) % 2, num_classes=2, seed=3)
+    probs = np.tile([0.6, 0.4], (200, 1)).astype(np.float32)
+    fitted = type("F", (), {"probs": probs, "cache": None})()
+    selection, chosen = picks(data, fitted, "margin", 20, audit_share=0.1, size=10)
+    assert len(chosen) == 20 and len({c[0] for c in chosen}) == 20
+    assert [c[1] for c in chosen[:10]].count(AUDIT) == 1 and AUDIT not in [c[1] for c in chosen[10:]]
+    assert all(c[0] >= 20 for c in chosen)  # from the unlabeled pool only
+    assert len(selection.indices) == 19
+
+
+def test_temperature_and_calibration_error():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=2000)
+    logits = rng.normal(size=(2000, 3))
+    logits[np.arange(2000), y] += 1.0
+    truth = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    sharp = tempered(truth, 1 / 3)  # three times over-confident
+    assert expected_calibration_error(sharp, y) > 0.15
+    t = fit_temperature(sharp, y)
+    assert t == pytest.approx(3.0, rel=0.15)
+    assert expected_calibration_error(tempered(sharp, t), y) < 0.04
+    assert fit_temperature(sharp[:0], y[:0]) == 1.0
+    assert 0.3 < fit_temperature(np.array([[0.9, 0.1]] * 3), [0, 0, 0]) < 1.0  # all right: sharper, but bounded
+
+
+def test_not_sure_means_no_better_than_chance():
+    assert not_sure([0.3, 0.25, 0.25, 0.2])  # 4 labels: chance is 0.25
+    assert not not_sure([0.5, 0.2, 0.2, 0.1])
+    assert not_sure([0.65, 0.35]) and not not_sure([0.75, 0.25])
+
+
+def test_kappa_and_the_stop_set():
+    assert cohen_kappa([0, 1, 0, 1], [0, 1, 0, 1], 2) == 1.0
+    assert cohen_kappa([0, 1, 0, 1], [1, 0, 1, 0], 2) == pytest.approx(-1.0)
+    assert cohen_kappa([0, 0, 1, 1], [0, 1, 0, 1], 2) == pytest.approx(0.0)
+    ids = np.arange(1000, 3000)
+    first = set(ids[stop_set(ids, size=100)].tolist())
+    more = np.concatenate([ids, np.arange(5000, 5020)])
+    assert len(first) == 100 and len(first & set(more[stop_set(more, size=100)].tolist())) >= 95  # stays fixed
+    kappa, n = agreement({"ids": [1, 2, 3, 4], "pred": [0, 1, 0, 1]}, [2, 3, 4, 5], [1, 0, 0, 1], {3, 4, 5}, 2)
+    assert n == 2 and kappa == pytest.approx(0.0)  # only images unlabeled now and predicted both times
+
+
+def test_the_stop_rule_needs_a_window_of_settled_rounds_and_a_flat_estimate():
+    labels = [100, 120, 140, 160, 180]
+    flat = [0.90, 0.90, 0.905, 0.90, 0.90]
+    assert advise([None, 0.995, 0.995], labels[:3], flat[:3], 30)["stop"] is False  # two kappas: window not full
+    assert advise([0.999, 0.999, 0.98, 0.985], labels[:4], flat[:4], 30)["stop"] is False  # mean of last 3 < 0.99
+    done = advise([0.9, 0.995, 0.993, 0.999], labels[:4], flat[:4], 30)
+    assert done["stop"] and done["text"].startswith("You can stop:")
+    rising = advise([0.995, 0.995, 0.995, 0.995], labels, [0.80, 0.83, 0.86, 0.89, 0.92], 30)
+    assert not rising["stop"] and "still rising" in rising["text"] and rising["gain_100"] == pytest.approx(0.08)
+    assert "about 8 points" in rising["text"]
+    assert advise([0.995] * 4, labels[:4], flat[:4], 10)["stop"] is False  # too few random checks
+    assert expected_gain([100, 120], [0.8, 0.9]) is None
