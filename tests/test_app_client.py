@@ -145,10 +145,11 @@ def test_create_upload_label_a_batch_and_see_predictions(
     assert {c["label"] for c in confidences} == set(DIGITS)
     assert abs(sum(c["confidence"] for c in confidences) - 1.0) < 1e-3
 
-    summary, _curve, counts, _confusion, history = client.predict(api_name="/dashboard")
+    summary, _curve, counts, _confusion, history, annotators = client.predict(api_name="/dashboard")
     assert f"**{TINY.batch_size + 1}** of {len(digit_files)}" in summary
     assert history["data"][0][0] == 1  # round 1
     assert sum(row[1] for row in counts["data"]) == TINY.batch_size + 1
+    assert value(annotators) == ""  # one person labeling alone: no annotator table
 
     exported = value(client.predict("labels_csv", api_name="/export"))
     lines = Path(exported).read_text().strip().splitlines()

@@ -15,9 +15,10 @@ from app.engine.demo import write_digits
 from app.engine.session import ActiveLearningSession
 from app.ui import registry
 from app.ui.downloads import hand_out
-from app.ui.handlers import CUSTOM, Handlers, annotator, new_client_id
+from app.ui.handlers import CUSTOM, Handlers
 from app.ui.host_guard import allowed, host_name
 from app.ui.image_route import image_url
+from app.ui.visitors import annotator, new_client_id
 from tests.browser_support import running_app
 from tests.ui_support import DIGITS, MODELS, TINY, wait_round
 

@@ -58,7 +58,7 @@ def message_of(excinfo: pytest.ExceptionInfo) -> str:
 def test_form_settings_follow_the_form(ui: Handlers) -> None:
     s = tiny_settings(ui, strategy="entropy", batch_size=7, val_split=0.3, mode="finetune", image_size="64")
     assert (s.backbone, s.backbone_source) == ("test_efficientnet", "random")
-    assert (s.strategy, s.batch_size, s.val_fraction, s.mode, s.image_size) == ("entropy", 7, 0.3, "finetune", 64)
+    assert (s.strategy, s.batch_size, s.audit_share, s.mode, s.image_size) == ("entropy", 7, 0.3, "finetune", 64)
     assert s.max_epochs == TINY.max_epochs  # fields the form does not show come from the base settings
     assert tiny_settings(ui).image_size is None
     custom = tiny_settings(ui, model=CUSTOM, custom_arch=" test_resnet ")
@@ -71,7 +71,7 @@ def test_form_settings_follow_the_form(ui: Handlers) -> None:
     assert "number of pixels" in message_of(err)
     with pytest.raises(gr.Error) as err:
         tiny_settings(ui, val_split=0.95)
-    assert "validation fraction" in message_of(err)
+    assert "random checks must be between 0 and 0.5" in message_of(err)
 
 
 def test_parse_labels_accepts_lines_and_commas() -> None:
@@ -393,3 +393,26 @@ def test_a_failing_round_reaches_the_page(ui: Handlers, digit_files: list[Path],
         poll = ui.poll(name, "c1", {"image_id": None}, "an older key")
     assert "al-failed" in poll.status and "Traceback" not in poll.status
     assert poll.view is not None  # labeling goes on (images picked at random) while the status shows the failure
+
+
+def test_everything_downloads_every_project_with_its_labels_history_and_model(
+    ui: Handlers, digit_files: list[Path]
+) -> None:
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    session = project_with_batch(ui, digit_files[:12], name="first")
+    for item in session.batch():
+        session.label(item.image_id, DIGITS[0], annotator="ann")
+    wait_round(session)
+    ui.start_project("second", "a, b", tiny_settings(ui))
+    with zipfile.ZipFile(ui.models.export("first", "everything")) as zf:
+        names = set(zf.namelist())
+        labels = zf.read("first/labels.csv").decode("utf-8")
+    assert {"first/labels.csv", "first/provenance.json", "first/timm_model.zip"} <= names
+    assert {"second/labels.csv", "second/provenance.json"} <= names and "second/timm_model.zip" not in names
+    rows = pd.read_csv(io.StringIO(labels), dtype=str)
+    labeled = session.progress()["labeled"]
+    assert labeled > 0 and len(rows) == labeled and (rows["label"] == DIGITS[0]).all()

@@ -79,9 +79,10 @@ class Labeling:
                     item = self.store.claim_next(client, annotator=annotator)
         return item
 
-    def second_pass(self, image_id: int) -> bool:
-        """True when the image is in the batch waiting for its second annotator (so the page hides its label)."""
-        return int(image_id) in self.store.waiting_second()
+    def second_pass(self, image_id: int, annotator: str | None = None) -> bool:
+        """True when the image is in the batch waiting for its second annotator (with `annotator`: one they may
+        be, so their page hides the first label)."""
+        return int(image_id) in self.store.waiting_second(annotator)
 
     def resume(self, client: str) -> BatchItem | None:
         """The first tab after a restart takes over the claims of the earlier run: the batch's first open image."""

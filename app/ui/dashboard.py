@@ -10,6 +10,7 @@ import pandas as pd
 from app.core.metrics import MATRIX_MAX_CLASSES, top_confusions
 from app.core.store import RoundRow
 from app.engine.session import ActiveLearningSession
+from app.ui.annotators import annotators_html
 from app.ui.views import estimate_text, strategy_name
 
 CURVE_COLUMNS = ["labeled", "value", "metric"]
@@ -30,6 +31,7 @@ class Dashboard:
             confused pairs.
         history: one row per round.
         summary: one Markdown line above the plots.
+        annotators: HTML: each annotator's labels, speed and agreement (empty when one person labels alone).
     """
 
     curve: pd.DataFrame
@@ -37,6 +39,7 @@ class Dashboard:
     confusion: str
     history: pd.DataFrame
     summary: str
+    annotators: str = ""
 
 
 def empty() -> Dashboard:
@@ -71,6 +74,7 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
         confusion=confusion or _note(_why_no_confusion(rounds)),
         history=pd.DataFrame([_history_row(r) for r in rounds][::-1], columns=HISTORY_COLUMNS),
         summary=summary,
+        annotators=annotators_html(session.agreement()),
     )
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import gradio as gr
 
-from app.core import tokens
 from app.core.errors import AppError
 from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings, default_settings
@@ -26,7 +25,7 @@ from app.ui.errors import friendly, plain
 from app.ui.hosting import Hosting
 from app.ui.image_route import register_root
 from app.ui.model_handlers import ModelHandlers, check_model_name
-from app.ui.sessions import NO_PROJECT, RELOAD, Sessions
+from app.ui.sessions import NO_PROJECT, Sessions
 from app.ui.views import (
     LabelView,
     Upcoming,
@@ -39,6 +38,7 @@ from app.ui.views import (
     upcoming,
     waiting_message,
 )
+from app.ui.visitors import Visitors
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +52,6 @@ MODEL_CHOICES: dict[str, tuple[str | None, str]] = {
     CUSTOM: (None, "hub"),
 }
 DEFAULT_SIZE = "Model default"
-
-
-def new_client_id(candidate: str | None = None) -> str:
-    """A tab id: the browser's own (kept across reloads of a tab) when this server signed it, else a fresh one."""
-    return candidate if tokens.verify(candidate) else tokens.new_token()
-
-
-def annotator(client: str | None, user: str | None = None) -> str:
-    """Who labeled: the signed-in name; without sign-in "user" and the tab, so undo takes back only your labels.
-
-    The tab id is one the server signed (`new_client_id`), so nobody can pose as another tab. In a workspace the
-    id starts with the visitor's own part, the same in all their tabs.
-    """
-    if user:
-        return user
-    return f"user#{(client or 'anonymous')[:8]}"
-
-
-def visitor_name(client: str | None, user: str | None = None) -> str:
-    """The name a visitor's labels are recorded under, as the page shows it to them."""
-    return annotator(client, user)
 
 
 def _image_size(value: Any) -> int | None:
@@ -136,6 +115,7 @@ class Handlers:
         self.sessions = Sessions.at(root, workspaces, self.hosting.shared_project)
         self.projects_dir = self.sessions.projects_dir
         register_root(root, workspaces is not None)
+        self.visitors = Visitors(self.sessions, self.hosting)
         self.model_choices = dict(model_choices or MODEL_CHOICES)
         self.base_settings = base_settings or default_settings()
         self.allow_local_paths = allow_local_paths
@@ -144,33 +124,18 @@ class Handlers:
             model_choices=self.model_choices,
             base_settings=self.base_settings,
             allow_local_paths=allow_local_paths,
+            require_host=self.visitors.require_host,
         )
         self._answers: dict[str, int] = {}  # client id -> the newest labeling answer made for it
         self._answer_ids = itertools.count(1)
 
     def new_client(self, candidate: str | None = None) -> str:
-        """The tab's id when this server signed it; outside a workspace a fresh one otherwise."""
-        if tokens.verify_client(candidate):
-            return str(candidate)
-        if self.sessions.private:
-            raise gr.Error(RELOAD)
-        return tokens.new_token()
+        """The tab's id when this server signed it (see `Visitors.new_client`)."""
+        return self.visitors.new_client(candidate)
 
-    @friendly
-    def visitor(self, workspace: str | None, candidate: str | None) -> tuple[str, str]:
-        """Page load: (the visitor's workspace token, the tab's id); both kept by the browser for its reloads.
-
-        Outside private workspaces the workspace token is empty. In them, a token this server did not sign gets a
-        fresh workspace (made now, with a copy of the demo), and the tab id is kept only within its workspace.
-        """
-        if not self.sessions.private:
-            return "", new_client_id(candidate)
-        assert self.sessions.workspaces is not None
-        token = workspace if tokens.verify(workspace) else tokens.new_token()
-        self.sessions.workspaces.open(tokens.token_id(str(token)))
-        same = tokens.workspace_of(candidate) == tokens.token_id(str(token))
-        tab = str(candidate).split(".")[1] if same else tokens.new_token()
-        return str(token), tokens.join_client(str(token), tab)
+    def who(self, client: str | None, user: str | None = None) -> str:
+        """The annotator name of this tab (see `Visitors.who`)."""
+        return self.visitors.who(client, user)
 
     def list_projects(self, client: str | None = None) -> list[str]:
         return self.sessions.names(client)
@@ -202,7 +167,7 @@ class Handlers:
             weights=None,
             strategy=strategy or DEFAULT_STRATEGY,
             batch_size=int(batch_size or self.base_settings.batch_size),
-            val_fraction=float(self.base_settings.val_fraction if val_split is None else val_split),
+            audit_share=float(self.base_settings.audit_share if val_split is None else val_split),
             mode=mode or "fast",
             image_size=_image_size(image_size),
         )
@@ -240,7 +205,7 @@ class Handlers:
 
     @friendly
     def add_labels(
-        self, project: str | None, form_name: str | None, labels_text: str, new_label: str
+        self, project: str | None, form_name: str | None, labels_text: str, new_label: str, client: str | None = None
     ) -> tuple[str, list[str] | None]:
         """Add Label: into the open project, or into the labels box while a new project is being filled in.
 
@@ -253,6 +218,7 @@ class Handlers:
         if not project or (form_name or "").strip():
             current = parse_labels(labels_text)
             return "\n".join(current + [n for n in names if n not in current]), None
+        self.visitors.require_host(client)
         session = self.sessions.get(project)
         for label in names:
             session.add_label(label)
@@ -271,6 +237,7 @@ class Handlers:
         progress: ProgressFn | None = None,
     ) -> tuple[Any, LabelView]:
         """Import the gathered sources, then prepare the first batch in the background."""
+        self.visitors.require_host(client)
         session = self.sessions.get(project)
 
         def report(done: int, total: int | None, source: str) -> None:
@@ -303,10 +270,11 @@ class Handlers:
         status = session.round_status()
         if not session.batch() and status is not None and status.active:
             return message_view(session, waiting_message(session))  # the first batch is being picked
-        item = session.next_item(client)
+        who = self.who(client)
+        item = session.next_item(client, who)
         if item is None:
             return message_view(session, waiting_message(session))
-        return image_view(session, item.image_id, client=client)
+        return image_view(session, item.image_id, client=client, annotator=who)
 
     @friendly
     def current(self, project: str | None, client: str) -> LabelView:
@@ -329,7 +297,7 @@ class Handlers:
             return None
         shown = float((cursor or {}).get("shown_at") or time.time())
         seconds = max(0.0, min(time.time() - shown, 3600.0))
-        session.label(int(image_id), label, annotator=annotator(client, user), seconds=round(seconds, 2))
+        session.label(int(image_id), label, annotator=self.who(client, user), seconds=round(seconds, 2))
         return self.next_view(session, client)
 
     def pick(
@@ -358,11 +326,12 @@ class Handlers:
     def undo(self, project: str | None, client: str, cursor: dict | None, user: str | None = None) -> LabelView | None:
         """Undo: take back this tab's newest label and show that image again."""
         session = self.sessions.get(project)
-        undone = session.undo(annotator(client, user))
+        who = self.who(client, user)
+        undone = session.undo(who, client=client)
         if undone is None:
             gr.Info("There is no label of yours to undo.")
             return None
-        view = image_view(session, undone.image_id, client=client)
+        view = image_view(session, undone.image_id, client=client, annotator=who)
         view.selected = None
         gr.Info(plain(f"Took back '{undone.label}'."))
         return view
@@ -379,14 +348,14 @@ class Handlers:
             if step > 0:
                 return self.next_view(session, client)
             done = [b for b in visible if b.status != "pending"]
-            return image_view(session, done[-1].image_id, batch, client) if done else None
+            return image_view(session, done[-1].image_id, batch, client, self.who(client)) if done else None
         target = pos + step
         if 0 <= target < len(visible):
-            return image_view(session, visible[target].image_id, batch, client)
+            return image_view(session, visible[target].image_id, batch, client, self.who(client))
         if step > 0:
-            item = session.next_item(client)
+            item = session.next_item(client, self.who(client))
             if item is not None and item.image_id != image_id:
-                return image_view(session, item.image_id, client=client)
+                return image_view(session, item.image_id, client=client, annotator=self.who(client))
             gr.Info("This is the last image of the batch.")
         else:
             gr.Info("This is the first image of the batch.")
@@ -427,7 +396,7 @@ class Handlers:
                 result.refresh = True
                 result.predictions = session.predictions(int(image_id))
                 result.progress = progress_line(session, int(image_id))
-                result.upcoming = upcoming(session, session.batch(), int(image_id), client)
+                result.upcoming = upcoming(session, session.batch(), int(image_id), client, self.who(client))
         except AppError as exc:
             log.warning("Poll could not refresh the view: %s", exc)
         return result

@@ -17,6 +17,7 @@ from app.core.settings import ProjectSettings
 from app.ui.handlers import NO_PROJECT, Handlers
 from app.ui.hosting import Hosting
 from app.ui.hotkeys import INIT_JS, REMEMBER_CLIENT_JS, REMEMBER_PROJECT_JS
+from app.ui.panels.crowd import CrowdPanel, build_crowd_panel, whoami_text, wire_crowd_panel
 from app.ui.panels.dashboard import DashboardPanel, build_dashboard_panel, wire_dashboard_panel
 from app.ui.panels.labeling import LabelPanel, build_label_panel, wire_label_panel
 from app.ui.panels.models import ModelPanel, build_model_panel, wire_model_panel
@@ -24,7 +25,7 @@ from app.ui.panels.own_model import OwnModelPanel, build_own_model_panel, wire_o
 from app.ui.panels.project import ProjectPanel, build_project_panel, wire_project_panel
 from app.ui.panels.upload import UploadPanel, build_upload_panel, wire_upload_panel
 from app.ui.states import States, build_states
-from app.ui.updates import poll_updates, uploads_box, view_updates
+from app.ui.updates import poll_updates, uploads_box, user, view_updates
 from app.ui.views import LabelView, message_view, status_html
 
 TITLE = "Active-learning labeler"
@@ -44,6 +45,8 @@ class Page:
     models: ModelPanel
     label: LabelPanel
     dashboard: DashboardPanel
+    host_tools: gr.Column
+    crowd: CrowdPanel | None = None
 
     def view_outputs(self) -> list[gr.components.Component]:
         """What a labeling view updates (see `app.ui.updates.view_updates`)."""
@@ -102,9 +105,11 @@ def build_page(h: Handlers, demo: bool) -> Page:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=340):
                 project = build_project_panel(h, projects, demo)
-                upload = build_upload_panel(h, open_=bool(projects) and not demo)
-                own_model = build_own_model_panel(h)
-                models = build_model_panel()
+                crowd = build_crowd_panel(h) if h.hosting.crowd else None
+                with gr.Column(visible=not h.hosting.crowd, elem_id="al-host-tools") as host_tools:
+                    upload = build_upload_panel(h, open_=bool(projects) and not demo)
+                    own_model = build_own_model_panel(h)
+                    models = build_model_panel()
             with gr.Column(scale=3, min_width=560):
                 status = gr.HTML(status_html(None), elem_id="al-status")
                 with gr.Tabs() as tabs:
@@ -121,6 +126,8 @@ def build_page(h: Handlers, demo: bool) -> Page:
         models=models,
         label=label,
         dashboard=dashboard,
+        host_tools=host_tools,
+        crowd=crowd,
     )
 
 
@@ -128,12 +135,22 @@ def wire_page(page: Page, h: Handlers) -> None:
     """Attach every event of the page (inside the Blocks context): the page's own, then each panel's."""
     s, view, opened = page.states, page.view_outputs(), page.opened_outputs()
 
-    def init(client: str | None, name: str | None, workspace: str | None = None) -> tuple[Any, ...]:
+    crowd = [page.crowd.whoami, page.host_tools] if page.crowd is not None else []
+
+    def init(
+        client: str | None,
+        name: str | None,
+        workspace: str | None = None,
+        request: gr.Request = None,  # type: ignore[assignment]
+        profile: gr.OAuthProfile | None = None,
+    ) -> tuple[Any, ...]:
         """Page load: the tab's id and project come from its sessionStorage (see `INIT_JS`), the visitor's
-        workspace from local storage; what the server did not sign is replaced, and goes back to the browser,
-        which keeps it for its reloads."""
-        workspace, client = h.visitor(workspace, client)
+        token from local storage; what the server did not sign is replaced, and goes back to the browser, which
+        keeps it for its reloads. On a shared project: who the visitor labels as, and the host's tools."""
+        signed_in = (profile.username if profile is not None else None) or user(request)
+        workspace, client = h.visitors.arrive(workspace, client, signed_in)
         names = h.list_projects(client)
+        name = h.hosting.shared_project or name  # a shared project is the only one, open for everyone
         label_view: LabelView
         project: str | None = None
         if name and name in names:
@@ -148,13 +165,14 @@ def wire_page(page: Page, h: Handlers) -> None:
         dropdown = gr.update(choices=names, value=shown)
         box = uploads_box(h, project)
         view = view_updates(label_view, choices=True)
-        return (workspace, client, client, project, shown or "", dropdown, box, *view)
+        extra = (whoami_text(h, client), gr.update(visible=h.visitors.is_host(client))) if crowd else ()
+        return (workspace, client, client, project, shown or "", dropdown, box, *view, *extra)
 
     # gr.State never reaches the browser, so hidden textboxes carry the values sessionStorage keeps.
     page.blocks.load(
         init,
         [s.client_box, s.project_box, s.workspace],
-        [s.workspace, s.client, s.client_box, *opened],
+        [s.workspace, s.client, s.client_box, *opened, *crowd],
         js=INIT_JS,
         api_name="init",
     )
@@ -178,3 +196,5 @@ def wire_page(page: Page, h: Handlers) -> None:
     wire_label_panel(page.label, s, h)
     wire_dashboard_panel(page.dashboard, s, h)
     wire_model_panel(page.models, s, h, predictions=page.label.predictions)
+    if page.crowd is not None:
+        wire_crowd_panel(page.crowd, s, h, host_tools=page.host_tools)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import gradio as gr
 
 from app.core.settings import ProjectSettings
+from app.engine.bundle import bundle
 from app.engine.jobs import RUNNING
 from app.engine.model_import import ModelSource, create_project_from_model, verify_model
 from app.engine.model_report import failure_markdown
@@ -39,6 +43,7 @@ class ModelHandlers:
         model_choices: model type name -> (timm name or None for a typed name, weights source).
         base_settings: the settings an imported model's project starts from.
         allow_local_paths: model files may be given by a path on this computer.
+        require_host: refuses a tab that may not change models or export (a visitor of a shared project).
     """
 
     def __init__(
@@ -48,8 +53,10 @@ class ModelHandlers:
         model_choices: dict[str, tuple[str | None, str]],
         base_settings: ProjectSettings,
         allow_local_paths: bool,
+        require_host: Callable[[str | None], None] = lambda _client: None,
     ) -> None:
         self.sessions = sessions
+        self.require_host = require_host
         self.model_choices = model_choices
         self.base_settings = base_settings
         self.allow_local_paths = allow_local_paths
@@ -126,15 +133,18 @@ class ModelHandlers:
         mode: str | None = "fast",
         allow_torchscript: bool | None = False,
         test_image: str | None = None,
+        client: str | None = None,
     ) -> tuple[str, LabelView, str]:
-        """Import Model: check the model, then a new project on it; returns its name, view and the model report.
+        """Import Model: check the model, then a new project on it; returns its reference, view and the model report.
 
         When the model's classifier fits the labels, its predictions show from the first image.
         """
         source = self.model_source(arch, model_file, local_path, allow_torchscript)
         settings = self.base_settings.replace(mode=mode or "fast")
+        if self.sessions.shared is not None:
+            raise gr.Error("Everyone here labels one shared project, so new projects cannot be started.")
         session, check = create_project_from_model(
-            self.sessions.projects_dir,
+            self.sessions.folder(client),
             name,
             parse_labels(labels_text),
             source,
@@ -142,13 +152,17 @@ class ModelHandlers:
             num_classes=_classes(num_classes),
             images=[test_image] if test_image else [],
         )
-        session = self.sessions.register(session)
+        session = self.sessions.register(session, client)
         gr.Info(plain(check.message))
-        return session.name, message_view(session, waiting_message(session)), check.markdown()
+        ref = self.sessions.ref(client, session.name)
+        return ref, message_view(session, waiting_message(session)), check.markdown()
 
     # ------------------------------------------------------------------------------------------ models
     @friendly
-    def save_checkpoint(self, project: str | None, name: str | None) -> tuple[list[tuple[str, str]], str]:
+    def save_checkpoint(
+        self, project: str | None, name: str | None, client: str | None = None
+    ) -> tuple[list[tuple[str, str]], str]:
+        self.require_host(client)
         session = self.sessions.get(project)
         saved = session.save_checkpoint((name or "").strip() or None)
         active = session.model.active()
@@ -165,8 +179,11 @@ class ModelHandlers:
         ]
 
     @friendly
-    def load_checkpoint(self, project: str | None, name: str | None, cursor: dict | None) -> dict[str, float] | None:
+    def load_checkpoint(
+        self, project: str | None, name: str | None, cursor: dict | None, client: str | None = None
+    ) -> dict[str, float] | None:
         """Load Checkpoint: make it the active model (labels stay); returns its predictions for the image on screen."""
+        self.require_host(client)
         if not name:
             raise gr.Error("Choose a checkpoint in the list first.")
         session = self.sessions.get(project)
@@ -176,16 +193,27 @@ class ModelHandlers:
         return None if image_id is None else session.predictions(int(image_id))
 
     @friendly
-    def export(self, project: str | None, kind: str) -> str:
+    def export(self, project: str | None, kind: str, client: str | None = None) -> str:
         """Write one export into the project's exports folder; returns the file to download.
 
         A model export says which model it holds, in its file (see `app.engine.exports.model_info`) and on the page.
         """
+        self.require_host(client)
+        if kind == "everything":
+            return str(self.export_everything(client))
         session = self.sessions.get(project)
         path = session.export(kind)
         if kind in MODEL_EXPORTS and (active := session.model.active()) is not None:
             gr.Info(plain(f"This file holds {active.describe()}."))
         return str(path)
+
+    def export_everything(self, client: str | None) -> Path:
+        """One zip of every project this tab may open: labels, history and models (`app.engine.bundle`)."""
+        folder = self.sessions.folder(client)
+        sessions = [self.sessions.get(self.sessions.ref(client, name)) for name in self.sessions.names(client)]
+        if not sessions:
+            raise gr.Error("There is no project to download yet.")
+        return bundle(sessions, folder / ".downloads" / "projects.zip")
 
 
 def loaded_message(active: ActiveModel, labeled: int, running: bool) -> str:

@@ -75,7 +75,7 @@ def _prepare_demo(projects_dir: Path, keep_open: bool = True) -> Path:
             print(f"Preparing the demo project: {message} ({fraction:.0%})", flush=True)
 
     session = open_or_create_demo(projects_dir, progress=report)
-    folder = session.store.root
+    folder = session.images_dir.parent
     if keep_open:
         registry.register(projects_dir, session)
     else:

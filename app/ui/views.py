@@ -39,6 +39,11 @@ WHY = {
 NOT_SURE = "Model's guess: **not sure yet** (its best guess is hardly more likely than a label picked at random)."
 
 
+SECOND_OPINION = (
+    "A second opinion: another annotator labeled this image too. Label it as you see it (their label is hidden)."
+)
+
+
 def strategy_name(name: str | None) -> str:
     return STRATEGY_NAMES.get(name or "", (name or "unknown").replace("_", " ").capitalize())
 
@@ -137,20 +142,28 @@ def why_picked(item: BatchItem | None) -> str:
 
 
 def image_view(
-    session: ActiveLearningSession, image_id: int, batch: list[BatchItem] | None = None, client: str | None = None
+    session: ActiveLearningSession,
+    image_id: int,
+    batch: list[BatchItem] | None = None,
+    client: str | None = None,
+    annotator: str | None = None,
 ) -> LabelView:
     """The view of one image: the file, why it was picked, its current label and the model's guess.
 
     Args:
         client: the tab's client id; the images it will probably get next are listed in `LabelView.upcoming`.
+        annotator: who labels in this tab; an image waiting for their second opinion hides the first label.
     """
     batch = session.batch() if batch is None else batch
     row = session.image(image_id)
     item = next((b for b in batch if b.image_id == image_id), None)
     current = session.label_of(image_id)
+    why = why_picked(item)
+    if current and annotator and session.labeling.second_pass(image_id, annotator):
+        current, why = None, SECOND_OPINION
     status = f" · labeled **{html.escape(current)}**" if current else ""
     predictions = session.predictions(image_id)
-    why = why_picked(item) + (f"  \n{NOT_SURE}" if predictions and not_sure(list(predictions.values())) else "")
+    why += f"  \n{NOT_SURE}" if predictions and not_sure(list(predictions.values())) else ""
     return LabelView(
         image_id=image_id,
         image_path=display_path(session, image_id),
@@ -161,19 +174,23 @@ def image_view(
         predictions=predictions,
         progress=progress_line(session, image_id, batch),
         labels=session.labels,
-        upcoming=upcoming(session, batch, image_id, client),
+        upcoming=upcoming(session, batch, image_id, client, annotator),
     )
 
 
 def upcoming(
-    session: ActiveLearningSession, batch: list[BatchItem], image_id: int, client: str | None
+    session: ActiveLearningSession,
+    batch: list[BatchItem],
+    image_id: int,
+    client: str | None,
+    annotator: str | None = None,
 ) -> list[Upcoming]:
     """Up to `PREFETCH` images this client will probably get next (see `Labeling.upcoming`), up to the first one a
     browser cannot show as it is: files are never converted here."""
     if client is None:
         return []
     out = []
-    for i in session.labeling.upcoming(batch, image_id, client, PREFETCH):
+    for i in session.labeling.upcoming(batch, image_id, client, PREFETCH, annotator=annotator):
         path = session.image_path(i)
         if path.suffix.lower() not in BROWSER_FORMATS:
             break  # its preview is made when it is shown; the page waits for the server from here on

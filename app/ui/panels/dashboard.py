@@ -27,17 +27,18 @@ class DashboardPanel:
     counts: gr.BarPlot
     confusion: gr.HTML
     history: gr.Dataframe
+    annotators: gr.HTML
     refresh: gr.Button
 
     def outputs(self) -> list[gr.components.Component]:
         """What a redraw updates, in the order of `dashboard_updates`."""
-        return [self.summary, self.curve, self.counts, self.confusion, self.history]
+        return [self.summary, self.curve, self.counts, self.confusion, self.history, self.annotators]
 
 
 def dashboard_updates(h: Handlers, project: str | None) -> tuple[Any, ...]:
     """The dashboard of `project` (an empty one without a project)."""
     d = dashboard.build(h.sessions.maybe(project))
-    return d.summary, d.curve, d.counts, d.confusion, d.history
+    return d.summary, d.curve, d.counts, d.confusion, d.history, d.annotators
 
 
 def build_dashboard_panel() -> DashboardPanel:
@@ -49,7 +50,7 @@ def build_dashboard_panel() -> DashboardPanel:
                 x="labeled",
                 y="value",
                 color="metric",
-                title="Learning curve: accuracy on random checks, with its 95% range",
+                title="Accuracy on random checks (95% range)",
                 x_title="labeled images",
                 y_title="accuracy",
                 y_lim=[0, 1.05],
@@ -68,6 +69,7 @@ def build_dashboard_panel() -> DashboardPanel:
                     max_height=320,
                     column_widths=["9%", "23%", "12%", "13%", "17%", "13%", "13%"],
                 )
+        annotators = gr.HTML(elem_id="al-annotators")
         refresh = gr.Button("Refresh", size="sm")
     return DashboardPanel(
         tab=tab,
@@ -76,6 +78,7 @@ def build_dashboard_panel() -> DashboardPanel:
         counts=counts,
         confusion=confusion,
         history=history,
+        annotators=annotators,
         refresh=refresh,
     )
 

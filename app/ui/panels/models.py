@@ -19,6 +19,7 @@ EXPORTS = [
     ("Model: Lightning checkpoint (.ckpt)", "ckpt"),
     ("Model: safetensors + config (zip)", "safetensors"),
     ("Model: ONNX", "onnx"),
+    ("All my projects: labels, history and models (zip)", "everything"),
 ]
 
 LOAD_NOTE = (
@@ -78,23 +79,31 @@ def wire_model_panel(panel: ModelPanel, states: States, h: Handlers, *, predicti
         **PRIVATE,
     )
 
-    def save(project: str | None, name: str | None) -> tuple[Any, ...]:
-        choices, saved = models.save_checkpoint(project, name)
+    def save(project: str | None, name: str | None, client: str | None) -> tuple[Any, ...]:
+        choices, saved = models.save_checkpoint(project, name, client)
         return gr.update(choices=choices, value=saved), ""
 
     panel.save_ckpt.click(
-        save, [states.project, panel.ckpt_name], [panel.ckpts, panel.ckpt_name], api_name="save_checkpoint", **QUIET
+        save,
+        [states.project, panel.ckpt_name, states.client],
+        [panel.ckpts, panel.ckpt_name],
+        api_name="save_checkpoint",
+        **QUIET,
     )
     panel.load_ckpt.click(
         models.load_checkpoint,
-        [states.project, panel.ckpts, states.cursor],
+        [states.project, panel.ckpts, states.cursor, states.client],
         [predictions],
         api_name="load_checkpoint",
         **QUIET,
     )
+
+    def export(project: str | None, kind: str, client: str | None) -> Any:
+        return gr.update(value=str(hand_out(models.export(project, kind, client))), visible=True)
+
     panel.export.click(
-        lambda project, kind: gr.update(value=str(hand_out(models.export(project, kind))), visible=True),
-        [states.project, panel.export_kind],
+        export,
+        [states.project, panel.export_kind, states.client],
         [panel.export_file],
         api_name="export",
     )

@@ -110,20 +110,21 @@ def wire_own_model_panel(
     """
     own_model = panel.model()
 
-    def import_model(name, arch, classes, labels, file, path, mode, torchscript, image) -> tuple[Any, ...]:
+    def import_model(client, name, arch, classes, labels, file, path, mode, torchscript, image) -> tuple[Any, ...]:
         """A refused model keeps the page as it is; the report and a warning say why."""
         try:
+            client = h.new_client(client)
             project, view, report = h.models.import_model(
-                name, arch, classes, labels, file, path, mode, torchscript, image
+                name, arch, classes, labels, file, path, mode, torchscript, image, client=client
             )
         except gr.Error as exc:
             gr.Warning(str(exc.message))
             return (*skips(len(opened)), failure_markdown(str(exc.message)))
-        return (*opened_updates(h, project, view), report)
+        return (*opened_updates(h, project, view, client), report)
 
     panel.import_button.click(
         import_model,
-        [panel.name, *own_model[:5], panel.mode, *own_model[5:]],
+        [states.client, panel.name, *own_model[:5], panel.mode, *own_model[5:]],
         [*opened, panel.report],
         api_name="import_model",
         show_progress_on=[panel.report],

@@ -69,7 +69,7 @@ def build_project_panel(h: Handlers, projects: list[str], demo: bool) -> Project
         with gr.Row():
             open_button = gr.Button("Open", variant="primary", size="sm", elem_id="al-open")
             refresh = gr.Button("Refresh list", size="sm")
-    with gr.Accordion("New project", open=not projects):
+    with gr.Accordion("New project", open=not projects and not h.sessions.private, visible=not h.hosting.crowd):
         name = gr.Textbox(label="Project name", placeholder="e.g. birds-2024", max_lines=1)
         model_names = list(h.model_choices)
         model = gr.Dropdown(model_names, value=model_names[0], label="Model type")
@@ -97,10 +97,10 @@ def build_project_panel(h: Handlers, projects: list[str], demo: bool) -> Project
             val_split = gr.Slider(
                 0.0,
                 0.5,
-                value=h.base_settings.val_fraction,
+                value=h.base_settings.audit_share,
                 step=0.05,
-                label="Validation split",
-                info="Share of labels held out to measure accuracy.",
+                label="Random checks",
+                info="Share of each batch picked at random, to measure accuracy honestly. They train the model too.",
             )
         mode = gr.Radio([(MODE_NAMES[m], m) for m in MODES], value="fast", label="Training mode")
         image_size = gr.Dropdown(SIZES, value=DEFAULT_SIZE, label="Image size (pixels)", allow_custom_value=True)
@@ -161,13 +161,13 @@ def wire_project_panel(
         lambda m: gr.update(visible=m == CUSTOM), [panel.model], [panel.custom_arch], api_visibility="private"
     )
 
-    def add_label(project: str | None, name: str, labels_text: str, new_label: str) -> tuple[Any, ...]:
-        text, names = h.add_labels(project, name, labels_text, new_label)
+    def add_label(project: str | None, name: str, labels: str, new_label: str, client: str | None) -> tuple[Any, ...]:
+        text, names = h.add_labels(project, name, labels, new_label, client)
         radio = gr.skip() if names is None else gr.update(choices=label_choices(names))
         return text, radio, ""
 
     label_io = (
-        [states.project, panel.name, panel.labels_text, panel.new_label],
+        [states.project, panel.name, panel.labels_text, panel.new_label, states.client],
         [panel.labels_text, labels, panel.new_label],
     )
     panel.add_label.click(add_label, *label_io, api_name="add_label", **QUIET)
