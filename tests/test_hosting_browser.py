@@ -22,6 +22,7 @@ from tests.browser_support import (
     REPO,
     VIEWPORT,
     free_port,
+    open_section,
     require_browser,
     running_app,
     screenshot,
@@ -110,6 +111,7 @@ def test_each_visitor_of_a_space_has_a_private_workspace(browser: Browser, space
     try:
         # Each visitor starts from their own copy of the demo; A starts a project of their own.
         assert _projects_offered(page_a) == ["digits-demo"]
+        open_section(page_a, "New project", page_a.get_by_label("Project name"))
         visible(page_a.get_by_label("Project name")).fill("a-secret")
         visible(page_a.get_by_role("textbox", name=re.compile(r"^Labels\b"))).fill("cat, dog")
         visible(page_a.get_by_role("button", name="Start Project")).click()

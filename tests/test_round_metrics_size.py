@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.core.agreement import Agreement
 from app.core.metrics import classification_metrics
 from app.core.store import ProjectStore
 from app.ui import dashboard
@@ -35,6 +36,7 @@ def fake_session(store: ProjectStore) -> SimpleNamespace:
         label_counts=store.label_counts,
         round_status=lambda: None,
         model=SimpleNamespace(has_model=lambda: False, active=lambda: None),
+        agreement=lambda: Agreement((), (), None, 0),
         progress=lambda: progress,
     )
 

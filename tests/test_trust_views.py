@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from app.core.agreement import Agreement
 from app.core.store import ProjectStore
 from app.ui import dashboard
 from app.ui.views import status_html
@@ -18,6 +19,7 @@ def session_over(store: ProjectStore) -> SimpleNamespace:
         rounds=store.rounds, latest_round=store.latest_round, current_round=store.current_round,
         count_images=store.count_images, label_counts=store.label_counts, round_status=lambda: None,
         model=SimpleNamespace(has_model=lambda: True, active=lambda: None), progress=lambda: progress,
+        agreement=lambda: Agreement((), (), None, 0),
     )  # fmt: skip
 
 
