@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.core.errors import AppError
+from app.project_cli import COMMANDS as PROJECT_COMMANDS
+from app.project_cli import run_project_command
 from app.ui.hosting import Hosting
 
 DEFAULT_PROJECTS_DIR = os.environ.get("ALABEL_PROJECTS_DIR", str(Path.home() / "alabel-projects"))
@@ -144,6 +146,44 @@ def _run_simulation(args: argparse.Namespace, backbone: str, weights: str | None
     return 0
 
 
+def _check_labels_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m app check-labels",
+        description="Find the labels that are likely wrong in a labeled folder (root/<class>/<image>) or CSV.",
+    )
+    p.add_argument("--data", required=True, help="class-folder directory (root/<class>/<image>) or CSV of path,label")
+    p.add_argument("--backbone", help="timm architecture (default: the one --weights names, else EfficientNet-Lite0)")
+    p.add_argument("--weights", help="local model file or folder for --backbone (as for simulate)")
+    p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's own)")
+    p.add_argument("--work-dir", help="keep the imported images and embeddings here to reuse them next time")
+    p.add_argument("--out", default="suspects.csv", help="CSV to write: path,label,suggested,score (%(default)s)")
+    p.add_argument("--top", type=int, help="write at most this many rows (default: every suspected image)")
+    return p
+
+
+def _check_labels(argv: Sequence[str]) -> int:
+    from app.engine import folder_check
+
+    args = _check_labels_parser().parse_args(argv)
+    if args.top is not None and args.top < 1:
+        raise AppError("--top must be at least 1.")
+    folder_check.labeled_inputs(args.data)  # bad input ends here, before any weights are loaded
+    if not Path(args.out).expanduser().absolute().parent.is_dir():
+        raise AppError(f"--out: the folder of '{args.out}' does not exist; create it or write elsewhere.")
+    with tempfile.TemporaryDirectory(prefix="alabel-weights-") as tmp:
+        arch, weights = args.backbone or "tf_efficientnet_lite0", None
+        if args.weights:
+            from app.engine.model_import import check_weights_file
+
+            arch, weights = check_weights_file(args.backbone, args.weights, False, Path(tmp))
+        settings = folder_check.folder_settings(arch, weights, args.image_size)
+        found = folder_check.check_folder(args.data, settings, work_dir=args.work_dir)
+    folder_check.write_suspects(args.out, found, args.top)
+    print(folder_check.summary(found))
+    print(f"Wrote {min(len(found.suspects), args.top or len(found.suspects))} rows to {args.out}")
+    return 0
+
+
 def _serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(argv)
     if args.space or on_space(os.environ):
@@ -241,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "simulate":
             return _simulate(argv[1:])
+        if argv and argv[0] == "check-labels":
+            return _check_labels(argv[1:])
+        if argv and argv[0] in PROJECT_COMMANDS:
+            return run_project_command(argv, DEFAULT_PROJECTS_DIR)
         if argv and argv[0] == "serve":
             argv = argv[1:]
         return _serve(argv)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,7 +117,26 @@ def save_safetensors(
     return out
 
 
-def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *, opset: int | None = None) -> Path:
+def onnx_metadata(label_names: Sequence[str], data_config: Mapping[str, Any]) -> dict[str, str]:
+    """What an ONNX file needs to be used without this app, as ONNX metadata (every value a JSON text).
+
+    ``label_names`` (the class of each logit, in order), ``input_size`` ([C, H, W]), ``mean`` and ``std`` (per
+    channel, for RGB values scaled to 0..1), and ``interpolation`` and ``crop_pct`` (timm's resize and center crop)
+    when the data config has them. ONNX Runtime reads them with ``get_modelmeta().custom_metadata_map``.
+    """
+    entries: dict[str, Any] = {"label_names": list(label_names), "input_size": list(data_config["input_size"])}
+    entries |= {key: data_config[key] for key in ("mean", "std", "interpolation", "crop_pct") if key in data_config}
+    return {key: json.dumps(value) for key, value in entries.items()}  # tuples become JSON lists
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    input_size: Sequence[int],
+    *,
+    opset: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write an ONNX file (one file, weights inside) with input ``input`` (B, C, H, W) and output ``logits``.
 
     The batch axis is dynamic. Uses torch's default (dynamo) exporter and falls back to the TorchScript exporter if
@@ -127,13 +147,28 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: Sequence[int], *
         path: output file (``.onnx``).
         input_size: (C, H, W), e.g. ``data_config["input_size"]``.
         opset: ONNX opset; None lets the exporter choose (18+ for dynamo, which onnxruntime >= 1.16 runs).
+        metadata: entries for the file's metadata (e.g. :func:`onnx_metadata`); a key already there is replaced.
     """
     path = Path(path)
     model = model.cpu().eval()
     sample = torch.randn(2, *[int(s) for s in input_size])
     with atomic_path(path) as tmp:
         _write_onnx(model, tmp, sample, opset)
+        if metadata:
+            _add_onnx_metadata(tmp, metadata)
     return path
+
+
+def _add_onnx_metadata(path: Path, metadata: Mapping[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [(entry.key, entry.value) for entry in proto.metadata_props if entry.key not in metadata]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *metadata.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(proto, str(path))
 
 
 def _write_onnx(model: nn.Module, path: Path, sample: torch.Tensor, opset: int | None) -> None:

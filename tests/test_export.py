@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
+import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import safetensors.torch
 import timm
 import torch
+from PIL import Image
 
 from app.core.errors import ModelFileError
+from app.engine.demo import write_digits
+from app.engine.exports import MODEL_INFO
+from app.engine.session import ActiveLearningSession
 from lit_models.backbones import BackboneSpec, LoadedBackbone, load_backbone
 from lit_models.data import EmbeddingDataModule
 from lit_models.export import (
@@ -20,6 +28,7 @@ from lit_models.export import (
     export_onnx,
     load_classifier_checkpoint,
     load_head_checkpoint,
+    onnx_metadata,
     save_classifier_checkpoint,
     save_head_checkpoint,
     save_safetensors,
@@ -28,6 +37,8 @@ from lit_models.export import (
 from lit_models.modules import BackboneWithHead, HeadClassifier
 from lit_models.train import predict_proba, train_head
 from lit_models.trainer import quiet_trainer
+from tests.ui_support import DIGITS, true_label, wait_round
+from tests.ui_support import TINY as TINY_SETTINGS
 
 TINY = "test_efficientnet"
 LABELS = ["cat", "dog", "bird"]
@@ -198,3 +209,71 @@ def test_bundled_backbone_exports_to_plain_timm(tmp_path: Path) -> None:
         torch.testing.assert_close(plain(images), model(images), atol=1e-5, rtol=1e-5)
         # and the export computes what the app computed (its backbone runs channels-last: tiny rounding noise)
         torch.testing.assert_close(plain(images), _logits(bundled, head, images), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_metadata_holds_the_labels_and_the_preprocessing(backbone: LoadedBackbone) -> None:
+    metadata = {key: json.loads(value) for key, value in onnx_metadata(LABELS, backbone.data_config).items()}
+
+    assert metadata["label_names"] == LABELS and metadata["input_size"] == [3, 32, 32]
+    assert metadata["mean"] == list(backbone.data_config["mean"]) and len(metadata["std"]) == 3
+    assert metadata["crop_pct"] == 1.0
+
+
+def _trained_session(tmp_path: Path, *, train: bool = True) -> ActiveLearningSession:
+    """A tiny digits project; with `train`, one round trained on its first batch."""
+    session = ActiveLearningSession.create(tmp_path / "projects", "digits", DIGITS, TINY_SETTINGS)
+    session.add_data(write_digits(tmp_path / "images", size=32, limit=20))
+    session.ensure_batch()
+    if train:
+        while (item := session.store.claim_next("tester")) is not None:
+            session.label(item.image_id, true_label(session, item.image_id), annotator="tester")
+        wait_round(session)
+    return session
+
+
+def _readme_blocks(readme: str) -> list[str]:
+    """The README's indented code blocks, dedented."""
+    blocks = re.findall(r"(?:^    .*\S.*\n)+", readme, flags=re.MULTILINE)
+    return [textwrap.dedent(block) for block in blocks]
+
+
+@pytest.mark.slow  # one ONNX export
+def test_export_all_holds_every_file_and_a_readme_whose_code_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = _trained_session(tmp_path)
+    image = session.image_path(session.store.image_ids()[0])
+
+    with zipfile.ZipFile(session.export("all_zip")) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "all")
+    session.close()
+
+    assert names == {
+        "README.txt", "labels.csv", "provenance.json", "timm_model/model.safetensors", "timm_model/config.json",
+        "model.onnx",
+    }  # fmt: skip
+    proto = onnx.load(str(tmp_path / "all" / "model.onnx"))
+    meta = {entry.key: json.loads(entry.value) for entry in proto.metadata_props}
+    assert meta["label_names"] == DIGITS and meta["input_size"] == [3, 32, 32]
+    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["std"] == [0.229, 0.224, 0.225]
+    assert meta[MODEL_INFO]["round"] == 1
+    readme = (tmp_path / "all" / "README.txt").read_text(encoding="utf-8")
+    assert all(word in readme for word in ("pandas", "timm.create_model", "onnxruntime"))
+    Image.open(image).convert("RGB").save(tmp_path / "all" / "photo.jpg")
+    monkeypatch.chdir(tmp_path / "all")
+    blocks = _readme_blocks(readme)
+    assert len(blocks) == 4
+    for block in blocks:  # pandas, json, plain timm, onnxruntime: each runs as written
+        exec(compile(block, "README.txt", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] in DIGITS and printed[-2].split()[0] in DIGITS  # the ONNX and the timm model's guesses
+
+
+def test_export_all_before_any_model_holds_the_labels_and_says_so(tmp_path: Path) -> None:
+    session = _trained_session(tmp_path, train=False)
+
+    with zipfile.ZipFile(session.export("all_zip")) as zf:
+        assert set(zf.namelist()) == {"README.txt", "labels.csv", "provenance.json"}
+        assert "no model yet" in zf.read("README.txt").decode()
+    session.close()

@@ -10,7 +10,7 @@ import pytest
 
 from app.core import tokens
 from app.ui.image_route import file_of, image_url, register_root, resolve
-from app.ui.imagebox import PLACEHOLDER, answer_html, image_html, upcoming_html
+from app.ui.imagebox import PLACEHOLDER, ZOOM_TITLE, answer_html, image_html, upcoming_html
 from app.ui.views import LabelView, Upcoming
 
 
@@ -33,14 +33,15 @@ def projects(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_image_is_the_projects_own_file_with_a_full_size_link(projects: Path) -> None:
+def test_the_image_is_the_projects_own_file_and_zooms_on_the_page(projects: Path) -> None:
     path = _image(projects, "my project/images/ab/cat-dog.png")
     view = LabelView(image_id=7, image_path=path, name="cat & dog.png")
     out = image_html(view)
     assert src_of(out) == [path]
     assert str(projects) not in out  # the address names the project and the image, not a server path
     assert 'data-id="7"' in out and 'alt="cat &amp; dog.png"' in out
-    assert re.search(r'<a href="alabel/image/[^"]+" target="_blank"', out)
+    assert "<a " not in out and "_blank" not in out  # a click zooms in on the page (the page's script)
+    assert f'title="{ZOOM_TITLE}"' in out
     assert "al-small" not in out
     small = image_html(LabelView(image_id=7, image_path=path, small=True))
     assert 'class="al-frame al-small"' in small

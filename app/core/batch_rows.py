@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from app.core.audit import AUDIT
 from app.core.errors import StoreError
 from app.core.records import BatchItem
 
@@ -78,7 +79,11 @@ def labeled_among(conn: sqlite3.Connection, image_ids: Sequence[int]) -> set[int
 
 def replace(conn: sqlite3.Connection, picked: Sequence[Pick], keep_claims_after: float, size: int | None) -> None:
     """The new batch: images on somebody's screen first (with their claims), then the unlabeled picks, then the
-    images still waiting for a second annotator (see the module's notes)."""
+    images still waiting for a second annotator (see the module's notes).
+
+    With a `size`, the images kept on screen count toward it (a tab holds the image it shows and the one it fetched
+    ahead), so a batch has the size the person set rather than that many new picks plus the ones kept.
+    """
     held = [
         tuple(r)
         for r in conn.execute(
@@ -92,7 +97,7 @@ def replace(conn: sqlite3.Connection, picked: Sequence[Pick], keep_claims_after:
     new = {row[0]: row for row in fresh}
     rows = [(*new.pop(h[0], tuple(h[:3])), *h[3:]) for h in held]
     rest = [row for row in fresh if row[0] in new]
-    rest = rest if size is None else rest[: max(0, size)]
+    rest = rest if size is None else _trim(rest, size - len(rows), size)
     fraction, seed, keep = shared_setting(conn)
     flags = overlap_flags([row[0] for row in rest], fraction, seed)
     rows += [(*row, None, None, int(flag), "pending") for row, flag in zip(rest, flags, strict=True)]
@@ -102,6 +107,18 @@ def replace(conn: sqlite3.Connection, picked: Sequence[Pick], keep_claims_after:
         conn.executemany(_INSERT, [(pos, *row) for pos, row in enumerate(rows)])
     except sqlite3.IntegrityError as exc:
         raise StoreError(NOT_IN_PROJECT) from exc
+
+
+def _trim(picks: Sequence[Pick], room: int, size: int) -> list[Pick]:
+    """The first `size` picks cut down to `room`: strategy picks go first, from the end, so the batch keeps its
+    random checks (audit picks) when images kept on screen take some of its places."""
+    kept = list(picks[: max(0, size)])
+    for i in range(len(kept) - 1, -1, -1):
+        if len(kept) <= room:
+            break
+        if kept[i][1] != AUDIT:
+            del kept[i]
+    return kept[: max(0, room)]
 
 
 def _still_waiting(conn: sqlite3.Connection, limit: int) -> list[tuple]:

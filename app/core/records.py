@@ -33,6 +33,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX batch_status ON batch (status, position);
     """,
     "ALTER TABLE batch ADD COLUMN overlap INTEGER NOT NULL DEFAULT 0",
+    """ALTER TABLE annotations ADD COLUMN method TEXT NOT NULL DEFAULT 'single';
+    ALTER TABLE annotations ADD COLUMN page TEXT""",
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
@@ -66,6 +68,8 @@ class Annotation:
     score: float | None
     seconds: float | None
     undone: bool
+    method: str = "single"
+    page: str | None = None
 
 
 @dataclass(frozen=True)

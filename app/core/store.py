@@ -18,10 +18,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core import batch_rows, label_rows
+from app.core import annotation_rows, batch_rows, label_rows
+from app.core.annotation_rows import NewAnnotation
 from app.core.errors import StoreError
 from app.core.records import MIGRATIONS, SCHEMA_VERSION, Annotation, BatchItem, ImageRow, RoundRow, opt_float, to_json
 
@@ -35,8 +37,7 @@ BATCH_STATUSES = ("pending", "labeled", "skipped")
 
 # Newest non-undone annotation per image. SQLite returns the bare label_id from the row holding MAX(id).
 _CURRENT = "SELECT image_id, label_id, MAX(id) AS ann_id FROM annotations WHERE undone = 0 GROUP BY image_id"
-_ANNOTATION_SELECT = """SELECT a.id, a.image_id, l.name AS label, a.annotator, a.created_at, a.round, a.strategy,
-    a.score, a.seconds, a.undone FROM annotations a JOIN labels l ON l.id = a.label_id"""
+_ANNOTATION_SELECT = annotation_rows.SELECT
 
 
 def _annotation(row: sqlite3.Row) -> Annotation:
@@ -280,43 +281,32 @@ class ProjectStore:
         strategy: str | None = None,
         score: float | None = None,
         seconds: float | None = None,
+        method: str = "single",
+        page: str | None = None,
     ) -> int:
         """Append an annotation (it becomes the image's current label) and mark its batch item "labeled"."""
-        image_id = int(image_id)
-        values = (image_id, annotator, int(round), strategy, opt_float(score), opt_float(seconds))
+        row = NewAnnotation(int(image_id), label, annotator, int(round), strategy, opt_float(score))
+        row = replace(row, seconds=opt_float(seconds), method=method, page=page)
+        return self._tx(lambda conn: annotation_rows.insert(conn, [row]))[0]
 
-        def work(conn: sqlite3.Connection) -> int:
-            label_id = label_rows.label_id(conn, label)
-            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
-                raise StoreError(f"There is no image with id {image_id} in this project.")
-            cursor = conn.execute(
-                """INSERT INTO annotations (image_id, annotator, round, strategy, score, seconds, label_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (*values, label_id, time.time()),
-            )
-            batch_rows.mark_labeled(conn, image_id)
-            return cursor.lastrowid
-
-        return self._tx(work)
+    def add_annotations(self, rows: Sequence[NewAnnotation]) -> list[int]:
+        """Append several annotations in one transaction (a grid page: all of them, or none)."""
+        return self._tx(lambda conn: annotation_rows.insert(conn, rows))
 
     def undo_last(self, annotator: str | None = None) -> Annotation | None:
-        """Mark the newest non-undone annotation (of ``annotator``, if given) undone and return it.
+        """Mark the newest non-undone annotation (of ``annotator``, if given) undone and return it; one made from a
+        grid page takes the rest of its page with it (see `annotation_rows.undo_newest`).
 
         Its image's batch item, if still in the batch, goes back to "pending" (the claim is kept), unless somebody
         labeled the image again after this annotation: then it stays done (see `batch_rows.after_undo`).
         """
-        where = "a.undone = 0" + ("" if annotator is None else " AND a.annotator = ?")
-        params = () if annotator is None else (annotator,)
+        rows = self._tx(lambda conn: annotation_rows.undo_newest(conn, annotator))
+        return Annotation(**{**dict(rows[0]), "undone": True}) if rows else None
 
-        def work(conn: sqlite3.Connection) -> Annotation | None:
-            row = conn.execute(f"{_ANNOTATION_SELECT} WHERE {where} ORDER BY a.id DESC LIMIT 1", params).fetchone()
-            if row is None:
-                return None
-            conn.execute("UPDATE annotations SET undone = 1 WHERE id = ?", (row["id"],))
-            batch_rows.after_undo(conn, row["image_id"], row["id"])
-            return Annotation(**{**dict(row), "undone": True})
-
-        return self._tx(work)
+    def undo_page(self, annotator: str | None = None) -> list[Annotation]:
+        """Like `undo_last`, returning every annotation taken back (all of a grid page)."""
+        rows = self._tx(lambda conn: annotation_rows.undo_newest(conn, annotator))
+        return [Annotation(**{**dict(r), "undone": True}) for r in rows]
 
     def current_labels(self) -> dict[int, str]:
         """Current label of every labeled image, by image id."""
@@ -396,7 +386,8 @@ class ProjectStore:
 
         Picks that are labeled by the time the batch is written (a label made while the round that picked them was
         running) are dropped in the same transaction, so no image is handed out again once labeled. ``size``
-        keeps only the first that many of the remaining new picks (callers pass spare picks for that reason).
+        keeps the batch at that many images, the kept ones included, with the first of the remaining new picks
+        (callers pass spare picks for that reason).
         """
         picked = [(int(image_id), str(strategy), opt_float(score)) for image_id, strategy, score in items]
         if len({row[0] for row in picked}) != len(picked):

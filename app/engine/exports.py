@@ -127,9 +127,10 @@ def model_export(model: ModelState, kind: str, out_dir: Path) -> Path:
 
     The checkpoint and ONNX hold backbone and head together; the safetensors folder loads into plain
     `timm.create_model(arch, num_classes=C)` (zipped with its config.json). Each says which model it holds
-    (`model_info`): under ``model_info`` in the checkpoint and in config.json, and as ONNX metadata.
+    (`model_info`): under ``model_info`` in the checkpoint and in config.json, and as ONNX metadata, beside the label
+    names and the preprocessing (``label_names``, ``input_size``, ``mean``, ``std``: `lit_models.export.onnx_metadata`).
     """
-    from lit_models.export import build_classifier, export_onnx, save_classifier_checkpoint, save_safetensors
+    from lit_models.export import build_classifier, export_onnx, onnx_metadata, save_classifier_checkpoint
 
     info = model_info(model)
     backbone = model.current_backbone()  # the fine-tuned one in fine-tune mode
@@ -138,18 +139,27 @@ def model_export(model: ModelState, kind: str, out_dir: Path) -> Path:
         path = save_classifier_checkpoint(classifier, out_dir / "model.ckpt", backbone, model.label_names)
         return _tag_checkpoint(path, info)
     if kind == "onnx":
-        size = backbone.data_config["input_size"]
-        return _tag_onnx(export_onnx(classifier, out_dir / "model.onnx", size), info)
+        metadata = {**onnx_metadata(model.label_names, backbone.data_config), MODEL_INFO: json.dumps(info)}
+        return export_onnx(classifier, out_dir / "model.onnx", backbone.data_config["input_size"], metadata=metadata)
+    folder = _timm_folder(model, classifier, out_dir, info)
+    archive = out_dir / "timm_model.zip"
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f.name)
+    return archive
+
+
+def _timm_folder(model: ModelState, classifier: Any, out_dir: Path, info: dict[str, Any]) -> Path:
+    """``out_dir/timm_model``: model.safetensors and config.json (with `info` under ``model_info``)."""
+    from lit_models.export import save_safetensors
+
+    backbone = model.current_backbone()
     folder = save_safetensors(
         classifier, out_dir / "timm_model", backbone.arch, model.label_names, backbone.data_config
     )
     config = Path(folder) / "config.json"
     atomic_write_text(config, json.dumps({**json.loads(config.read_text("utf-8")), MODEL_INFO: info}, indent=2))
-    archive = out_dir / "timm_model.zip"
-    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w") as zf:
-        for f in sorted(Path(folder).iterdir()):
-            zf.write(f, f.name)
-    return archive
+    return Path(folder)
 
 
 def _tag_checkpoint(path: Path, info: dict[str, Any]) -> Path:
@@ -160,16 +170,4 @@ def _tag_checkpoint(path: Path, info: dict[str, Any]) -> Path:
     checkpoint[MODEL_INFO] = info
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
-    return path
-
-
-def _tag_onnx(path: Path, info: dict[str, Any]) -> Path:
-    """Add `info` (as JSON) to an ONNX file's metadata under ``model_info`` (ONNX Runtime's custom metadata)."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = MODEL_INFO, json.dumps(info)
-    with atomic_path(path) as tmp:
-        onnx.save(proto, str(tmp))
     return path

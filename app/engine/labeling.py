@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from app.core.annotation_rows import NewAnnotation
 from app.core.records import Annotation, BatchItem
 from app.core.store import ProjectStore
 
@@ -128,8 +129,17 @@ class Labeling:
         return True
 
     # ----------------------------------------------------------------------------------- what a tab does
-    def label(self, image_id: int, label: str, *, annotator: str = "user", seconds: float | None = None) -> int:
-        """Record a label (or a new label for an already labeled image), with why the image was picked.
+    def label(
+        self,
+        image_id: int,
+        label: str,
+        *,
+        annotator: str = "user",
+        seconds: float | None = None,
+        method: str = "single",
+    ) -> int:
+        """Record a label (or a new label for an already labeled image), with why the image was picked and how the
+        label was given (`app.core.annotation_rows.METHODS`).
 
         A second label of a shared image (see the module's notes) becomes its current label but starts no round: the
         image was counted labeled at its first.
@@ -144,10 +154,35 @@ class Labeling:
             strategy=item.strategy if item else None,
             score=item.score if item else None,
             seconds=seconds,
+            method=method,
         )
         if not second:
             self._labels_changed()
         return ann_id
+
+    def label_page(
+        self, labels: dict[int, str], *, annotator: str, method: str, page: str, seconds: float | None = None
+    ) -> list[int]:
+        """Record the labels of a grid page in one step (all or none); Undo takes the whole page back.
+
+        Args:
+            labels: image id -> label.
+            method: "grid_page" or "more_like_this".
+            page: the page's id, shared by its annotations.
+            seconds: the time spent on the page, shared out over its labels.
+        """
+        if not labels:
+            return []
+        batch = {b.image_id: b for b in self.store.batch()}
+        share = None if seconds is None else round(seconds / len(labels), 3)
+        rows = [
+            NewAnnotation(int(i), label, annotator, self.store.current_round(), "review", None, share, method, page)
+            for i, label in labels.items()
+            if not (i in batch and batch[i].strategy == "audit")
+        ]
+        ids = self.store.add_annotations(rows)
+        self._labels_changed()
+        return ids
 
     def skip(self, image_id: int) -> None:
         """Leave an image unlabeled; it is not offered again in this batch."""

@@ -223,6 +223,14 @@ class ModelState:
             self._fitted = self._fitted.scored(cached, predict_proba(self.head, cache.get(cached)))
             self.generation += 1
 
+    def scored(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(image ids, probabilities) of every image the current model has scored, or None before a model."""
+        with self._lock:
+            fitted = self._fitted
+            if fitted is None or fitted.probs is None or len(fitted.ids) == 0:
+                return None
+            return np.asarray(fitted.ids), np.asarray(fitted.probs)
+
     def probs_for(self, ids: Sequence[int]) -> np.ndarray | None:
         """Probabilities (len(ids), C) for images the current model has scored, or None."""
         with self._lock:

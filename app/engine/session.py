@@ -20,9 +20,11 @@ from app.core.ingest import IMAGES_DIR, IngestReport, clean_staging, ingest
 from app.core.progress import CountProgressFn, ProgressFn, no_progress
 from app.core.settings import ProjectSettings
 from app.core.store import Annotation, BatchItem, ImageRow, ProjectStore, RoundRow
-from app.core.strategies import select_batch
-from app.engine import finetuning, rounds
+from app.engine import finetuning, label_check, rounds
+from app.engine.extension import pick_extension
 from app.engine.jobs import JobRunner, JobStatus
+from app.engine.label_check import Suspect
+from app.engine.label_set import LabelSet
 from app.engine.labeling import Labeling
 from app.engine.learners import EMBED_MESSAGE, embed_missing, image_paths, project_compute
 from app.engine.model_state import ModelState
@@ -56,6 +58,7 @@ class ActiveLearningSession:
         self.settings = settings
         self.jobs = JobRunner()
         self.model = ModelState(store.root, settings, store)
+        self.label_set = LabelSet(store, self.model)  # add, rename, merge, delete labels
         self._round_lock = threading.Lock()
         self._batch_lock = threading.Lock()
         self._extension_cache: tuple[tuple, list[tuple[int, str, float | None]]] | None = None
@@ -177,22 +180,7 @@ class ActiveLearningSession:
         return items
 
     def _pick_extension(self, pool: list[int]) -> list[tuple[int, str, float | None]]:
-        k = min(self.settings.batch_size, len(pool))
-        probs = self.model.probs_for(pool)
-        if probs is None:
-            rng = np.random.default_rng(self.settings.seed + self.store.current_round() + len(pool))
-            picks = rng.choice(len(pool), size=k, replace=False)
-            return [(pool[int(i)], "random", None) for i in picks]
-        labeled = list(self.store.current_labels())
-        cache = self.model.current_cache()  # the features the current model reads (fine-tuned or frozen)
-        try:
-            pool_emb, labeled_emb = cache.get(pool), cache.get(labeled)
-        except KeyError:  # images added since the last round have no embedding yet
-            pool_emb = labeled_emb = None
-        strategy = self.settings.strategy if pool_emb is not None else "margin"
-        seed = self.settings.seed
-        sel = select_batch(strategy, k, probs=probs, pool_emb=pool_emb, labeled_emb=labeled_emb, seed=seed)
-        return [(pool[int(i)], sel.strategy, float(s)) for i, s in zip(sel.indices, sel.scores, strict=True)]
+        return pick_extension(self.store, self.model, self.settings, pool)
 
     def ensure_batch(self, progress: ProgressFn = no_progress) -> list[BatchItem]:
         """Make sure there is a batch to label: the cold-start pick when nothing is labeled yet."""
@@ -204,9 +192,17 @@ class ActiveLearningSession:
         return self.store.batch()
 
     # --------------------------------------------------------------- annotation
-    def label(self, image_id: int, label: str, *, annotator: str = "user", seconds: float | None = None) -> int:
+    def label(
+        self,
+        image_id: int,
+        label: str,
+        *,
+        annotator: str = "user",
+        seconds: float | None = None,
+        method: str = "single",
+    ) -> int:
         """Record a label; may start a round in the background. See `Labeling.label`."""
-        return self.labeling.label(image_id, label, annotator=annotator, seconds=seconds)
+        return self.labeling.label(image_id, label, annotator=annotator, seconds=seconds, method=method)
 
     def skip(self, image_id: int) -> None:
         """Leave an image unlabeled; it is not offered again in this batch."""
@@ -271,7 +267,15 @@ class ActiveLearningSession:
         probs = self.model.probs_for([image_id])
         if probs is None:
             return None
-        return {name: float(p) for name, p in zip(self.model.label_names, probs[0], strict=True)}
+        return self.label_set.named(self.model.label_names, probs[0])
+
+    def suspects(self, top: int | None = None) -> list[Suspect]:
+        """Labeled images whose label is likely wrong, most suspicious first (at most `top`); see
+        `app.engine.label_check`. Embeds images not cached yet; trains a few heads (seconds), so call it off the
+        request path."""
+        ids = self.store.image_ids()
+        self._embed(ids)
+        return label_check.project_suspects(self.store, self.settings, ids, self.model.cache.get(ids), top=top)
 
     def progress(self) -> dict[str, Any]:
         """Counts for the progress line: labeled, total, round, batch position."""
@@ -381,8 +385,9 @@ class ActiveLearningSession:
 
     # ------------------------------------------------------------------ exports
     def export(self, kind: str) -> Path:
-        """Write one export (labels_csv, class_zip, provenance_json, ckpt, safetensors, onnx); returns its path."""
-        from app.engine import exports
+        """Write one export (labels_csv, class_zip, provenance_json, ckpt, safetensors, onnx; all_zip: the labels
+        and the model in one zip, see `app.engine.export_all`; project_zip: `export_project`); returns its path."""
+        from app.engine import export_all, exports
 
         out = self.store.root / "exports"
         out.mkdir(exist_ok=True)
@@ -392,11 +397,25 @@ class ActiveLearningSession:
             return exports.class_zip(self.store, out / "images_by_class.zip")
         if kind == "provenance_json":
             return exports.provenance_json(self.store, out / "provenance.json")
+        if kind == "all_zip":
+            return export_all.export_all(self.store, self.model, out)
+        if kind == "project_zip":
+            return self.export_project(out / "project.zip")
         if kind in {"ckpt", "safetensors", "onnx"}:
             if not self.model.has_model():
                 raise AppError("There is no trained model yet: label a batch so the first round can train one.")
             return exports.model_export(self.model, kind, out)
         raise AppError(f"Unknown export '{kind}'.")
+
+    def export_project(self, out: Path | None = None, *, embeddings: bool = True) -> Path:
+        """Write the whole project as one zip (`app.engine.project_archive`; by default ``exports/project.zip``) that
+        `app.engine.project_import` opens anywhere; waits for a running round, so its model files are complete."""
+        from app.engine import project_archive
+
+        with self._round_lock:
+            return project_archive.export_project(
+                self.store, out or self.store.root / "exports" / "project.zip", embeddings=embeddings
+            )
 
     def delete_project(self) -> None:
         """Remove the project folder (used by tests and the UI's delete action)."""

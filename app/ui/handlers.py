@@ -284,9 +284,16 @@ class Handlers:
 
     @friendly
     def submit(
-        self, project: str | None, client: str, cursor: dict | None, label: str | None, user: str | None = None
+        self,
+        project: str | None,
+        client: str,
+        cursor: dict | None,
+        label: str | None,
+        user: str | None = None,
+        method: str = "single",
     ) -> LabelView | None:
-        """Submit Label: record the label, show the next image. None (nothing changes) when no label is picked."""
+        """Submit Label: record the label (made by `method`, see `app.core.annotation_rows.METHODS`), show the next
+        image. None (nothing changes) when no label is picked."""
         session = self.sessions.get(project)
         image_id = (cursor or {}).get("image_id")
         if image_id is None:
@@ -297,7 +304,7 @@ class Handlers:
             return None
         shown = float((cursor or {}).get("shown_at") or time.time())
         seconds = max(0.0, min(time.time() - shown, 3600.0))
-        session.label(int(image_id), label, annotator=self.who(client, user), seconds=round(seconds, 2))
+        session.label(int(image_id), label, annotator=self.who(client, user), seconds=round(seconds, 2), method=method)
         return self.next_view(session, client)
 
     def pick(

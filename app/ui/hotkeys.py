@@ -1,13 +1,18 @@
 """Keyboard shortcuts, injected with `launch(head=...)`: they click the panel's own buttons and label choices.
 
-Keys are ignored while the focus is in a text field, and while the labeling tab is hidden.
+Keys are ignored while the focus is in a text field, and while the labeling tab is hidden. The same script opens
+the zoom of the labeling image, shows a message once while it is on screen (a key pressed again and again does not
+stack up copies of it), and folds the project column on a phone (`app.ui.style`).
 """
 
 from __future__ import annotations
 
+from app.ui.style import PHONE_CSS
+
 KEYS_HELP = (
-    "<kbd>1</kbd>–<kbd>9</kbd>, <kbd>0</kbd> pick a label · <kbd>Enter</kbd> submit · <kbd>S</kbd> skip · "
-    "<kbd>U</kbd> / <kbd>Backspace</kbd> undo · <kbd>←</kbd> <kbd>→</kbd> previous / next"
+    "<kbd>1</kbd>–<kbd>9</kbd>, <kbd>0</kbd> pick a label · <kbd>A</kbd> / <kbd>Space</kbd> accept the model's "
+    "guess · <kbd>Enter</kbd> submit · <kbd>S</kbd> skip · <kbd>U</kbd> / <kbd>Backspace</kbd> undo · "
+    "<kbd>←</kbd> <kbd>→</kbd> previous / next · click the image to zoom, <kbd>Esc</kbd> closes it"
 )
 
 HOTKEYS_JS = r"""
@@ -32,9 +37,11 @@ HOTKEYS_JS = r"""
   };
   const ACTIONS = {
     Enter: "al-submit", s: "al-skip", S: "al-skip", u: "al-undo", U: "al-undo", Backspace: "al-undo",
-    ArrowLeft: "al-prev", ArrowRight: "al-next",
+    ArrowLeft: "al-prev", ArrowRight: "al-next", a: "al-accept", A: "al-accept", " ": "al-accept",
   };
-  const BUTTONS = ["al-submit", "al-skip", "al-undo", "al-prev", "al-next"];
+  const BUTTONS = ["al-submit", "al-accept", "al-skip", "al-undo", "al-prev", "al-next"];
+  // Space keeps its own meaning on these when they have the focus
+  const SPACE_KEEPS = "button, a, input, select, summary, [role=button], [role=tab], [role=option], [role=checkbox]";
 
   // One labeling action at a time. An action that moves on to the next image of the batch shows that image at
   // once (the browser fetched it ahead, see #al-prefetch); the server's answer then fills in its caption and the
@@ -47,6 +54,7 @@ HOTKEYS_JS = r"""
   const frame = () => document.querySelector("#al-image .al-frame");
   const picked = () => document.querySelector("#al-labels input[type=radio]:checked");
   const autoSubmit = () => !!document.querySelector("#al-auto input:checked");
+  const guessed = () => !!document.querySelector("#al-predictions [data-testid=label-output-value]")?.textContent;
   const showNext = () => {
     const f = frame(), img = f && f.querySelector("img");
     const next = document.querySelector("#al-prefetch img[data-id]");
@@ -55,7 +63,6 @@ HOTKEYS_JS = r"""
     const before = { id: f.dataset.id, src: img.getAttribute("src"), alt: img.alt, small };
     img.setAttribute("src", next.getAttribute("src"));
     img.alt = next.alt;
-    if (img.parentElement.tagName === "A") img.parentElement.setAttribute("href", next.getAttribute("src"));
     f.dataset.id = next.dataset.id;
     f.classList.toggle("al-small", next.dataset.small === "1");
     return { frame: f, img, before, id: next.dataset.id };
@@ -89,7 +96,6 @@ HOTKEYS_JS = r"""
       if (swap && frame() === swap.frame) {
         const b = swap.before;
         swap.img.setAttribute("src", b.src); swap.img.alt = b.alt; swap.frame.dataset.id = b.id;
-        if (swap.img.parentElement.tagName === "A") swap.img.parentElement.setAttribute("href", b.src);
         swap.frame.classList.toggle("al-small", b.small);
       }
       held.length = 0;
@@ -131,8 +137,9 @@ HOTKEYS_JS = r"""
     }
     if (target.tagName === "INPUT") return;  // a label: the answer is awaited from its "input" event below
     const submit = target === buttonOf("al-submit"), skip = target === buttonOf("al-skip");
+    const accept = target === buttonOf("al-accept");
     const f = frame();
-    begin((submit && !!picked()) || (skip && !!(f && f.dataset.id)));
+    begin((submit && !!picked()) || (accept && guessed()) || (skip && !!(f && f.dataset.id)));
   }, true);
   document.addEventListener("input", (e) => {
     if (!pending && e.target.matches && e.target.matches("#al-labels input[type=radio]")) begin(autoSubmit());
@@ -162,6 +169,7 @@ HOTKEYS_JS = r"""
     click(ACTIONS[key]);
   };
   document.addEventListener("keydown", (e) => {
+    if (zoomed() && e.key === "Escape") { e.preventDefault(); closeZoom(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
     if (!shown(document.getElementById("al-panel"))) return;
     const digit = /^[0-9]$/.test(e.key);
@@ -172,15 +180,66 @@ HOTKEYS_JS = r"""
     // Enter on a control focused with the keyboard (Tab) outside the panel keeps its own meaning
     const control = e.target.closest && e.target.closest("button, a");
     if (e.key === "Enter" && control && !panel.contains(control)) return;
+    // Space keeps its own meaning on a focused control, and scrolls the page while the model has no guess
+    if (e.key === " " && ((e.target.closest && e.target.closest(SPACE_KEEPS)) || (!pending && !guessed()))) return;
+    closeZoom();  // a key acts on the image under the zoom: the zoom closes
     e.preventDefault();
     if (e.repeat) return;  // a key held down acts once
     if (pending) { if (held.length < 20) held.push(() => press(e.key)); return; }
     press(e.key);
   });
+
+  // The zoom: a click on the labeling image shows it over the whole page; Esc or a click closes it.
+  const zoomed = () => !!document.getElementById("al-zoom");
+  const closeZoom = () => document.getElementById("al-zoom")?.remove();
+  document.addEventListener("click", (e) => {
+    const img = e.target.closest && e.target.closest("#al-image .al-frame img");
+    if (!img || e.button !== 0) return;
+    e.preventDefault();
+    closeZoom();
+    const zoom = document.createElement("div"), big = document.createElement("img");
+    zoom.id = "al-zoom";
+    zoom.setAttribute("role", "dialog");
+    zoom.setAttribute("aria-label", "The image, zoomed in: Esc or a click closes it");
+    zoom.classList.toggle("al-small", !!img.closest(".al-small"));
+    big.src = img.getAttribute("src");
+    big.alt = img.alt;
+    zoom.appendChild(big);
+    zoom.addEventListener("click", closeZoom);
+    document.body.appendChild(zoom);
+  });
+
+  // One toast per message: Gradio lists every message of a kind in one toast; the same message again while it is
+  // on screen (a key pressed faster than the warning fades) is hidden, with the count in the toast's title.
+  const refreshToasts = () => {
+    const seen = new Set();
+    document.querySelectorAll(".toast-message-item").forEach((item) => {
+      const text = item.textContent.trim(), twin = seen.has(text);
+      seen.add(text);
+      item.classList.toggle("al-twin", twin);
+      const line = item.previousElementSibling;  // the separator above it
+      if (line && line.classList.contains("toast-separator")) line.classList.toggle("al-twin", twin);
+    });
+  };
+  let toastsQueued = false;
+  new MutationObserver((records) => {
+    if (toastsQueued || !records.some((r) => r.target.closest && r.target.closest(".toast-wrap"))) return;
+    toastsQueued = true;
+    queueMicrotask(() => { toastsQueued = false; refreshToasts(); });
+  }).observe(document.body, { childList: true, subtree: true });
+
+  // A phone: the button in the header shows or hides the project column (`app.ui.style`).
+  document.addEventListener("click", (e) => {
+    const toggle = e.target.closest && e.target.closest("#al-side-toggle");
+    if (!toggle) return;
+    const open = document.body.classList.toggle("al-side-open");
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open) document.getElementById("al-side")?.scrollIntoView({ block: "start" });
+  });
 })();
 """
 
-HEAD = f"<script>{HOTKEYS_JS}</script>"
+HEAD = f"<script>{HOTKEYS_JS}</script><style>{PHONE_CSS}</style>"
 
 # The page's images come with a cookie holding the tab's server-signed id (see `app.ui.image_route`); its name
 # carries the page's port, so two apps on one computer do not overwrite each other's.

@@ -14,6 +14,7 @@ from app.ui.image_route import image_url
 from app.ui.views import LabelView, Upcoming
 
 PLACEHOLDER = "The image to label appears here."
+ZOOM_TITLE = "Click to zoom (Esc or a click closes it)"  # the page's script opens the zoom (`app.ui.hotkeys`)
 _answers = itertools.count(1)
 
 
@@ -23,16 +24,18 @@ def file_url(path: str) -> str:
 
 
 def image_html(view: LabelView) -> str:
-    """The labeling image, scaled to the frame with its aspect ratio kept; a placeholder when there is none."""
+    """The labeling image, scaled to the frame with its aspect ratio kept; a placeholder when there is none.
+
+    A click on it opens the full-size image over the page (the zoom of `app.ui.hotkeys`), not a new tab.
+    """
     if view.image_id is None or not view.image_path:
         return f'<div class="al-frame al-empty"><span>{PLACEHOLDER}</span></div>'
     small = " al-small" if view.small else ""
     src = html.escape(file_url(view.image_path))
     # `data-view` differs on every answer, so the page always redraws the image the server chose
     return (
-        f'<div class="al-frame{small}" data-id="{view.image_id}" data-view="{next(_answers)}">'
-        f'<a href="{src}" target="_blank" rel="noopener" title="Open the full-size image in a new tab" tabindex="-1">'
-        f'<img src="{src}" alt="{html.escape(view.name)}" draggable="false"></a></div>'
+        f'<div class="al-frame{small}" data-id="{view.image_id}" data-view="{next(_answers)}" title="{ZOOM_TITLE}">'
+        f'<img src="{src}" alt="{html.escape(view.name)}" draggable="false"></div>'
     )
 
 

@@ -1,8 +1,9 @@
 """The page: `build_demo(projects_dir)` builds each panel (`app.ui.panels`), then wires each beside its panel.
 
-Left column: Project, Add images, Start from your own model, Export and Model checkpoints. Main column: the round
-status line over the Label and Dashboard tabs. This module wires what belongs to the whole page: the page load,
-the tab's remembered project and the timer that polls the round job.
+Left column: Project, Add images, Labels, Start from your own model, Export and Model checkpoints (on a phone it
+folds away, `app.ui.style`). Main column: the round status line over the Label and Dashboard tabs. This module
+wires what belongs to the whole page: the page load, the tab's remembered project and the timer that polls the
+round job.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from app.ui.hosting import Hosting
 from app.ui.hotkeys import INIT_JS, REMEMBER_CLIENT_JS, REMEMBER_PROJECT_JS
 from app.ui.panels.crowd import CrowdPanel, build_crowd_panel, whoami_text, wire_crowd_panel
 from app.ui.panels.dashboard import DashboardPanel, build_dashboard_panel, wire_dashboard_panel
+from app.ui.panels.label_set import LabelSetPanel, build_label_set_panel, wire_label_set_panel
 from app.ui.panels.labeling import LabelPanel, build_label_panel, wire_label_panel
 from app.ui.panels.models import ModelPanel, build_model_panel, wire_model_panel
 from app.ui.panels.own_model import OwnModelPanel, build_own_model_panel, wire_own_model_panel
 from app.ui.panels.project import ProjectPanel, build_project_panel, wire_project_panel
+from app.ui.panels.review import ReviewPanel, build_review_panel, wire_review_panel
 from app.ui.panels.upload import UploadPanel, build_upload_panel, wire_upload_panel
 from app.ui.states import States, build_states
+from app.ui.style import SIDE_TOGGLE
 from app.ui.updates import poll_updates, uploads_box, user, view_updates
 from app.ui.views import LabelView, message_view, status_html
 
@@ -44,8 +48,10 @@ class Page:
     own_model: OwnModelPanel
     models: ModelPanel
     label: LabelPanel
+    review: ReviewPanel
     dashboard: DashboardPanel
     host_tools: gr.Column
+    label_set: LabelSetPanel
     crowd: CrowdPanel | None = None
 
     def view_outputs(self) -> list[gr.components.Component]:
@@ -99,21 +105,24 @@ def build_page(h: Handlers, demo: bool) -> Page:
         states = build_states(demo, h.sessions.private)
         with gr.Row(equal_height=True):
             gr.HTML(
-                f"<div><h1>{TITLE}</h1><p>Label only the images the model needs; it learns from every batch.</p></div>",
+                f"<div><h1>{TITLE}</h1><p>Label only the images the model needs; it learns from every batch.</p>"
+                f"{SIDE_TOGGLE}</div>",
                 elem_id="al-header",
             )
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=340):
+            with gr.Column(scale=1, min_width=340, elem_id="al-side"):
                 project = build_project_panel(h, projects, demo)
                 crowd = build_crowd_panel(h) if h.hosting.crowd else None
                 with gr.Column(visible=not h.hosting.crowd, elem_id="al-host-tools") as host_tools:
                     upload = build_upload_panel(h, open_=bool(projects) and not demo)
+                    label_set = build_label_set_panel()
                     own_model = build_own_model_panel(h)
                     models = build_model_panel()
-            with gr.Column(scale=3, min_width=560):
+            with gr.Column(scale=3, min_width=560, elem_id="al-main"):
                 status = gr.HTML(status_html(None), elem_id="al-status")
                 with gr.Tabs() as tabs:
                     label = build_label_panel()
+                    review = build_review_panel()
                     dashboard = build_dashboard_panel()
     return Page(
         blocks=blocks,
@@ -125,8 +134,10 @@ def build_page(h: Handlers, demo: bool) -> Page:
         own_model=own_model,
         models=models,
         label=label,
+        review=review,
         dashboard=dashboard,
         host_tools=host_tools,
+        label_set=label_set,
         crowd=crowd,
     )
 
@@ -193,7 +204,9 @@ def wire_page(page: Page, h: Handlers) -> None:
     wire_project_panel(page.project, s, h, opened=opened, labels=page.label.labels)
     wire_own_model_panel(page.own_model, s, h, opened=opened)
     wire_upload_panel(page.upload, s, h, view=view)
+    wire_label_set_panel(page.label_set, s, h, view=view)
     wire_label_panel(page.label, s, h)
+    wire_review_panel(page.review, s, h)
     wire_dashboard_panel(page.dashboard, s, h)
     wire_model_panel(page.models, s, h, predictions=page.label.predictions)
     if page.crowd is not None:

@@ -19,7 +19,7 @@ from app.ui.sessions import Sessions
 from app.ui.views import LabelView, labels_kept, message_view, parse_labels, waiting_message
 
 LOCAL_NAME_PREFIXES = ("local-dir:", "file:", "/", "~", ".")
-MODEL_EXPORTS = frozenset({"ckpt", "safetensors", "onnx"})
+MODEL_EXPORTS = frozenset({"ckpt", "safetensors", "onnx", "all_zip"})
 
 
 def check_model_name(arch: str, allow_local_paths: bool) -> None:

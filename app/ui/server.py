@@ -13,6 +13,8 @@ import gradio as gr
 
 from app.core.errors import AppError
 from app.ui import registry, style
+from app.ui.grid_keys import GRID_HEAD
+from app.ui.gridbox import GRID_CSS
 from app.ui.host_guard import LoopbackGuard, is_loopback
 from app.ui.hosting import Hosting
 from app.ui.hotkeys import HEAD
@@ -53,8 +55,8 @@ def launch_kwargs(*, local_only: bool = True) -> dict[str, Any]:
     """
     options: dict[str, Any] = {
         "theme": style.theme(),
-        "css": style.CSS,
-        "head": HEAD,
+        "css": style.CSS + GRID_CSS,
+        "head": HEAD + GRID_HEAD,
         "allowed_paths": [],
         "footer_links": ["settings"],
     }

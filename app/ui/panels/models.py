@@ -19,6 +19,8 @@ EXPORTS = [
     ("Model: Lightning checkpoint (.ckpt)", "ckpt"),
     ("Model: safetensors + config (zip)", "safetensors"),
     ("Model: ONNX", "onnx"),
+    ("Export all: labels, provenance and the model for timm and ONNX, with a README (zip)", "all_zip"),
+    ("Whole project (zip): images, labels, history and models, to open on another computer", "project_zip"),
     ("All my projects: labels, history and models (zip)", "everything"),
 ]
 

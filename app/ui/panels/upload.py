@@ -30,12 +30,13 @@ class UploadPanel:
 def build_upload_panel(h: Handlers, open_: bool) -> UploadPanel:
     """Lay out the panel (inside a column of the page); `open_` opens the section."""
     with gr.Accordion("Add images", open=open_) as box:
-        folder = gr.File(label="A folder", file_count="directory", height=120)
+        folder = gr.File(label="A folder", file_count="directory", height=120, elem_id="al-upload-folder")
         files = gr.File(
             label="Files: images, a zip, or a CSV of image paths (with or without labels)",
             file_count="multiple",
             file_types=["image", ".zip", ".csv"],
             height=120,
+            elem_id="al-upload-files",
         )
         local = h.allow_local_paths  # otherwise nothing on the page mentions the server's disk
         local_folder = gr.Textbox(

@@ -1,0 +1,64 @@
+"""A review grid page as HTML: thumbnails with the model's guess, selected or not, and the next page fetched ahead.
+
+The page's script (`app.ui.grid_keys`) moves the focus ring, toggles selection and records the labels typed on
+tiles; what it sends back is read from these tiles' ``data-*`` attributes.
+"""
+
+from __future__ import annotations
+
+import html
+
+from app.engine.queues import Tile
+from app.ui.image_route import image_url
+
+EMPTY = "Nothing to review here yet."
+
+
+def _caption(tile: Tile) -> str:
+    if tile.label is not None:
+        return f"labeled {html.escape(tile.label)}"
+    if tile.guess is None:
+        return "no guess yet"
+    return f"{html.escape(tile.guess)} · {tile.confidence:.0%}"
+
+
+def tile_html(tile: Tile, path: str, selected: bool) -> str:
+    """One thumbnail (`path` is the image file) with its caption."""
+    state = " al-selected" if selected else ""
+    return (
+        f'<div class="al-tile{state}" data-id="{tile.image_id}" tabindex="-1">'
+        f'<img src="{html.escape(image_url(path))}" alt="" draggable="false" loading="eager">'
+        f'<span class="al-tile-caption">{_caption(tile)}</span><span class="al-tile-label"></span></div>'
+    )
+
+
+def grid_html(
+    tiles: list[tuple[Tile, str]], *, selected: bool, note: str, ahead: list[str] = (), page: str = ""
+) -> str:
+    """The page `page`: `tiles` as (tile, image file), all `selected` or none, a line above it, and hidden images
+    of the next page so it shows at once."""
+    mark = html.escape(page)
+    if not tiles:
+        return f'<div class="al-grid-empty" data-page="{mark}">{html.escape(note or EMPTY)}</div>'
+    body = "".join(tile_html(t, p, selected) for t, p in tiles)
+    hidden = "".join(f'<img src="{html.escape(image_url(p))}" alt="">' for p in ahead)
+    return (
+        f'<p class="al-grid-note">{html.escape(note)}</p>'
+        f'<div class="al-grid" data-count="{len(tiles)}" data-page="{mark}">{body}</div>'
+        f'<div class="al-grid-ahead" hidden>{hidden}</div>'
+    )
+
+
+GRID_CSS = """
+#al-review-grid .al-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
+#al-review-grid .al-tile { position: relative; border: 3px solid transparent; border-radius: 8px; padding: 4px;
+  background: var(--block-background-fill); cursor: pointer; opacity: 0.55; outline: none; }
+#al-review-grid .al-tile.al-selected { border-color: var(--color-accent); opacity: 1; }
+#al-review-grid .al-tile.al-relabeled { border-color: #d97706; opacity: 1; }
+#al-review-grid .al-tile.al-focus { box-shadow: 0 0 0 3px var(--body-text-color); }
+#al-review-grid .al-tile img { width: 100%; aspect-ratio: 1; object-fit: contain; image-rendering: pixelated;
+  display: block; user-select: none; }
+#al-review-grid .al-tile-caption { display: block; font-size: 0.85rem; text-align: center; }
+#al-review-grid .al-tile-label { display: block; font-weight: 600; text-align: center; color: #b45309; }
+#al-review-grid .al-grid-note, #al-review-grid .al-grid-empty { margin: 0.3rem 0 0.6rem; }
+"""

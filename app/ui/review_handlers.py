@@ -1,0 +1,135 @@
+"""The review grid's handlers: a page of images from a source, and a page committed in one step.
+
+A page is described by a small dict the page keeps in `gr.State` (source, label, anchor image, offset, page id,
+when it was shown); every label a commit makes is a human label (recorded with how it was made and its page), so
+it trains the next round; Undo in the labeling panel or here takes the whole page back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from app.engine import queues
+from app.engine.queues import Tile
+from app.engine.session import ActiveLearningSession
+from app.ui.errors import friendly, plain
+from app.ui.gridbox import grid_html
+from app.ui.sessions import Sessions
+from app.ui.views import display_path
+
+PAGE_SIZE = 24
+CONFIDENT, SIMILAR, LABELED = "Confident guesses for a label", "More like this image", "Labeled as ..."
+SOURCES = [CONFIDENT, SIMILAR, LABELED]
+METHOD = {CONFIDENT: "grid_page", SIMILAR: "more_like_this", LABELED: "grid_page"}
+
+
+@dataclass
+class ReviewPage:
+    """What the grid shows now, and what the page keeps to commit it."""
+
+    html: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _tiles(session: ActiveLearningSession, source: str, label: str | None, anchor: int | None, skip: int) -> list[Tile]:
+    if source == CONFIDENT:
+        return queues.confident(session, label or "", PAGE_SIZE * 2, skip)
+    if source == SIMILAR:
+        return queues.similar(session, anchor, PAGE_SIZE * 2) if anchor is not None else []
+    return queues.labeled_as(session, label or None, None, PAGE_SIZE * 2, skip)
+
+
+def _note(source: str, label: str | None, count: int, anchor: int | None) -> str:
+    if source == CONFIDENT:
+        if not label:
+            return "Choose the label whose confident guesses you want to review."
+        if not count:
+            return f"No unlabeled image the model thinks is '{label}' yet (it needs a trained model)."
+        return f"The model thinks these are '{label}', most confident first. Deselect the wrong ones, then Enter."
+    if source == SIMILAR:
+        if anchor is None:
+            return "Open an image in the Label tab first: this shows the unlabeled images most like it."
+        return "Unlabeled images most like the one in the Label tab. Pick their label, deselect the rest, then Enter."
+    return "Labeled images, newest first. Type a number on a wrong one to fix it, then Enter."
+
+
+class ReviewHandlers:
+    """Grid pages over the page's projects.
+
+    Args:
+        sessions: the projects this page may reach.
+        who: the annotator name of a tab (see `Handlers.who`).
+    """
+
+    def __init__(self, sessions: Sessions, who: Any) -> None:
+        self.sessions = sessions
+        self.who = who
+
+    @friendly
+    def page(
+        self, project: str | None, source: str, label: str | None, anchor: int | None, skip: int = 0
+    ) -> ReviewPage:
+        """The page of `source` (with `label`, or near `anchor`), from offset `skip`."""
+        session = self.sessions.get(project)
+        found = _tiles(session, source, label, anchor, skip)
+        shown, ahead = found[:PAGE_SIZE], found[PAGE_SIZE:]
+        tiles = [(t, display_path(session, t.image_id)) for t in shown]
+        page_id = uuid.uuid4().hex[:12]
+        html = grid_html(
+            tiles,
+            selected=source != LABELED,
+            note=_note(source, label, len(shown), anchor),
+            ahead=[display_path(session, t.image_id) for t in ahead],
+            page=page_id,
+        )
+        state = {"source": source, "label": label, "anchor": anchor, "skip": skip, "page": page_id}
+        return ReviewPage(html, {**state, "shown_at": time.time(), "ids": [t.image_id for t in shown]})
+
+    @friendly
+    def commit(
+        self, project: str | None, client: str, state: dict | None, action: str | None, user: str | None = None
+    ) -> ReviewPage:
+        """Accept the page: selected tiles get the page's label, tiles with a typed label get theirs; the next page.
+
+        Args:
+            action: what the page's script read from the grid: {"accept": [ids], "relabel": {id: label}}.
+        """
+        state = state or {}
+        session = self.sessions.get(project)
+        labels = _page_labels(state, action, session.labels)
+        seconds = max(0.0, min(time.time() - float(state.get("shown_at") or time.time()), 3600.0))
+        if labels:
+            session.labeling.label_page(
+                labels,
+                annotator=self.who(client, user),
+                method=METHOD.get(state.get("source"), "grid_page"),
+                page=str(state.get("page") or uuid.uuid4().hex[:12]),
+                seconds=round(seconds, 2),
+            )
+            count = f"{len(labels)} image" + ("" if len(labels) == 1 else "s")
+            gr.Info(plain(f"Labeled {count}. Undo page takes the whole page back."))
+        skip = int(state.get("skip") or 0) + (PAGE_SIZE if state.get("source") == LABELED else 0)
+        return self.page(project, state.get("source") or CONFIDENT, state.get("label"), state.get("anchor"), skip)
+
+
+def _page_labels(state: dict, action: str | None, project_labels: list[str]) -> dict[int, str]:
+    """image id -> label from the grid's action, for images of this page only, with labels of this project."""
+    try:
+        data = json.loads(action or "{}")
+    except json.JSONDecodeError:
+        raise gr.Error("The page sent something unreadable: reload it.") from None
+    shown = {int(i) for i in state.get("ids") or []}
+    page_label = state.get("label")
+    out: dict[int, str] = {}
+    if state.get("source") != LABELED and page_label in project_labels:
+        out.update({int(i): page_label for i in data.get("accept") or [] if int(i) in shown})
+    for key, value in (data.get("relabel") or {}).items():
+        if int(key) in shown and value in project_labels:
+            out[int(key)] = value
+    return out

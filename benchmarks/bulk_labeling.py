@@ -1,0 +1,189 @@
+"""One image at a time against the review grid, in Chromium, on the digits demo, by an honest scripted labeler.
+
+Two copies of one starting project (the digits demo with its first batch labeled and its first model trained)
+are served in this process. On the first, the labeler labels `--labels` images one at a time with the number
+keys (auto-submit: one key per label). On the second, it pages through the Review tab's confident guesses, label
+after label: a tile whose guess is wrong is clicked (deselected: it stays unlabeled), then Enter accepts the page.
+Actions are key presses and clicks. Reported per way: actions per label, label accuracy (against the true
+digits), wall time, and the app's own model accuracy on the images still unlabeled once its round is done;
+for the grid also the time from Enter to the next page on screen, and to all its images loaded.
+
+    python -m benchmarks.bulk_labeling                    # 300 labels each way
+    python -m benchmarks.bulk_labeling --labels 120 --out bulk.json
+
+Targets (issue): <= 0.3 actions per label at >= 99 % label accuracy; Enter to next page <= 150 ms p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+from app.engine.demo import DEMO_NAME, open_or_create_demo
+from app.engine.session import ActiveLearningSession
+from app.engine.workspaces import copy_project
+from app.ui import registry
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, running_app
+
+TARGETS = load_digits().target
+PAGE = "#al-review-grid [data-page]"
+
+
+def truth(session: ActiveLearningSession, image_id: int) -> str:
+    return str(int(TARGETS[int(re.search(r"digit_(\d+)", session.image(image_id).original_name).group(1))]))
+
+
+def wait_round(session: ActiveLearningSession, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = session.round_status()
+        if status is None or not status.active:
+            return
+        time.sleep(0.2)
+
+
+def starting_project(root: Path) -> Path:
+    """The demo with its first batch labeled (the true digits) and its first model trained."""
+    session = open_or_create_demo(root / "base")
+    for item in session.batch():
+        session.label(item.image_id, truth(session, item.image_id), annotator="seed")
+    wait_round(session)
+    folder = session.images_dir.parent
+    session.close()
+    return folder
+
+
+def model_accuracy(session: ActiveLearningSession) -> float:
+    """The app's model on every image still unlabeled (the true digits), once its round is done."""
+    session.maybe_start_round()
+    time.sleep(0.5)
+    wait_round(session)
+    labeled = set(session.store.current_labels())
+    rest = [i for i in session.store.image_ids() if i not in labeled]
+    right = 0
+    for i in rest:
+        p = session.predictions(i) or {}
+        right += bool(p) and max(p, key=p.get) == truth(session, i)
+    return right / max(1, len(rest))
+
+
+def summary(session: ActiveLearningSession, before: set[int], actions: int, seconds: float) -> dict:
+    labels = {i: lab for i, lab in session.store.current_labels().items() if i not in before}
+    correct = sum(lab == truth(session, i) for i, lab in labels.items())
+    return {
+        "labels": len(labels),
+        "actions": actions,
+        "actions_per_label": round(actions / max(1, len(labels)), 3),
+        "label_accuracy": round(correct / max(1, len(labels)), 4),
+        "wall_seconds": round(seconds, 1),
+        "model_accuracy_on_unlabeled": round(model_accuracy(session), 4),
+    }
+
+
+def open_project(page, name: str) -> None:
+    page.get_by_label("Open a project", exact=True).first.click()
+    page.get_by_role("option", name=name, exact=True).first.click()
+    page.locator("#al-open").click()
+    page.locator("#al-image img").first.wait_for(timeout=60_000)
+
+
+def one_at_a_time(page, session: ActiveLearningSession, count: int) -> dict:
+    open_project(page, "single")
+    before, actions, start = set(session.store.current_labels()), 0, time.perf_counter()
+    while len(session.store.current_labels()) - len(before) < count:
+        frame = page.locator("#al-image .al-frame")
+        image_id = int(frame.get_attribute("data-id", timeout=60_000))
+        page.keyboard.press(str((int(truth(session, image_id)) + 1) % 10))
+        actions += 1
+        page.wait_for_function(
+            f"() => document.querySelector('#al-image .al-frame')?.dataset.id !== '{image_id}'", timeout=60_000
+        )
+    page.wait_for_timeout(500)
+    return summary(session, before, actions, time.perf_counter() - start)
+
+
+def with_the_grid(page, session: ActiveLearningSession, count: int) -> dict:
+    open_project(page, "grid")
+    page.get_by_role("tab", name="Review").click()
+    before, actions, start = set(session.store.current_labels()), 0, time.perf_counter()
+    to_next, loaded, label_index, empty = [], [], 0, 0
+    while len(session.store.current_labels()) - len(before) < count and empty < 10:
+        label = session.labels[label_index % len(session.labels)]
+        label_index += 1
+        page.locator("#al-review-labels").get_by_text(label, exact=True).first.click()
+        actions += 1
+        note = page.locator("#al-review-grid .al-grid-note, #al-review-grid .al-grid-empty").first
+        page.wait_for_function(
+            f"() => (document.querySelector('#al-review-grid')?.innerText || '').includes(\"'{label}'\")",
+            timeout=60_000,
+        )
+        tiles = page.locator("#al-review-grid .al-tile").all()
+        if not tiles:
+            empty += 1
+            continue
+        empty = 0
+        for tile in tiles:
+            if truth(session, int(tile.get_attribute("data-id"))) != label:
+                tile.click()
+                actions += 1
+        note.click()
+        marker = page.evaluate(f"() => document.querySelector('{PAGE}').dataset.page")
+        t0 = time.perf_counter()
+        page.keyboard.press("Enter")
+        actions += 1
+        page.wait_for_function(f"() => document.querySelector('{PAGE}')?.dataset.page !== '{marker}'", timeout=60_000)
+        to_next.append((time.perf_counter() - t0) * 1000)
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('#al-review-grid .al-tile img')).every((i) => i.complete)",
+            timeout=60_000,
+        )
+        loaded.append((time.perf_counter() - t0) * 1000)
+    result = summary(session, before, actions, time.perf_counter() - start)
+    result["enter_to_next_page_ms_p50"] = round(float(np.percentile(to_next, 50)), 1) if to_next else None
+    result["enter_to_next_page_ms_p95"] = round(float(np.percentile(to_next, 95)), 1) if to_next else None
+    result["enter_to_images_loaded_ms_p95"] = round(float(np.percentile(loaded, 95)), 1) if loaded else None
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=int, default=300)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="bulk-") as tmp:
+        root = Path(tmp)
+        base = starting_project(root)
+        projects = root / "projects"
+        projects.mkdir()
+        for name in ("single", "grid"):
+            copy_project(base, projects / name)
+        sessions = {n: registry.get(projects, n) for n in ("single", "grid")}
+        results = {}
+        with running_app(projects) as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            for name, run in (("single", one_at_a_time), ("grid", with_the_grid)):
+                page = browser.new_page(viewport=VIEWPORT)
+                page.goto(url)
+                results[name] = run(page, sessions[name], args.labels)
+                print(name, json.dumps(results[name]), flush=True)
+                page.close()
+            browser.close()
+        registry.close_all()
+    results["setup"] = {"project": DEMO_NAME, "labels_each_way": args.labels, "viewport": VIEWPORT}
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
