@@ -72,6 +72,19 @@ def test_a_page_is_labeled_in_one_step_with_its_provenance_and_undone_in_one_ste
     assert len(session.store.current_labels()) == before  # the whole page taken back
 
 
+def test_images_deselected_on_a_page_do_not_come_back_on_the_next(trained) -> None:
+    ui, ref, session = trained
+    review = ReviewHandlers(ui.sessions, ui.who)
+    label = max(session.labels, key=lambda name: len(queues.confident(session, name, 100)))
+    page = review.page(ref, CONFIDENT, label, None)
+    ids = page.state["ids"]
+    assert len(ids) >= 2
+    nxt = review.commit(ref, "tab", page.state, json.dumps({"accept": ids[1:], "relabel": {}}), "ann")
+    assert ids[0] not in nxt.state["ids"] and ids[0] not in session.store.current_labels()
+    assert ids[0] in nxt.state["passed"]
+    session.undo("ann")
+
+
 def test_a_commit_labels_only_images_of_its_page_with_labels_of_the_project(trained) -> None:
     ui, ref, session = trained
     review = ReviewHandlers(ui.sessions, ui.who)

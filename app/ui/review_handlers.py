@@ -37,11 +37,14 @@ class ReviewPage:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def _tiles(session: ActiveLearningSession, source: str, label: str | None, anchor: int | None, skip: int) -> list[Tile]:
+def _tiles(
+    session: ActiveLearningSession, source: str, label: str | None, anchor: int | None, skip: int, extra: int = 0
+) -> list[Tile]:
+    """Two pages of `source` (and `extra` more, to make up for the images left out)."""
     if source == CONFIDENT:
-        return queues.confident(session, label or "", PAGE_SIZE * 2, skip)
+        return queues.confident(session, label or "", PAGE_SIZE * 2 + extra, skip)
     if source == SIMILAR:
-        return queues.similar(session, anchor, PAGE_SIZE * 2) if anchor is not None else []
+        return queues.similar(session, anchor, PAGE_SIZE * 2 + extra) if anchor is not None else []
     return queues.labeled_as(session, label or None, None, PAGE_SIZE * 2, skip)
 
 
@@ -73,11 +76,20 @@ class ReviewHandlers:
 
     @friendly
     def page(
-        self, project: str | None, source: str, label: str | None, anchor: int | None, skip: int = 0
+        self,
+        project: str | None,
+        source: str,
+        label: str | None,
+        anchor: int | None,
+        skip: int = 0,
+        passed: list[int] | None = None,
     ) -> ReviewPage:
-        """The page of `source` (with `label`, or near `anchor`), from offset `skip`."""
+        """The page of `source` (with `label`, or near `anchor`), from offset `skip`, leaving out the images
+        `passed` over (deselected on an earlier page of this label: they do not come back at the top)."""
         session = self.sessions.get(project)
-        found = _tiles(session, source, label, anchor, skip)
+        left_out = set(passed or [])
+        tiles = _tiles(session, source, label, anchor, skip, len(left_out))
+        found = [t for t in tiles if t.image_id not in left_out]
         shown, ahead = found[:PAGE_SIZE], found[PAGE_SIZE:]
         tiles = [(t, display_path(session, t.image_id)) for t in shown]
         page_id = uuid.uuid4().hex[:12]
@@ -89,6 +101,7 @@ class ReviewHandlers:
             page=page_id,
         )
         state = {"source": source, "label": label, "anchor": anchor, "skip": skip, "page": page_id}
+        state["passed"] = sorted(left_out)
         return ReviewPage(html, {**state, "shown_at": time.time(), "ids": [t.image_id for t in shown]})
 
     @friendly
@@ -115,7 +128,10 @@ class ReviewHandlers:
             count = f"{len(labels)} image" + ("" if len(labels) == 1 else "s")
             gr.Info(plain(f"Labeled {count}. Undo page takes the whole page back."))
         skip = int(state.get("skip") or 0) + (PAGE_SIZE if state.get("source") == LABELED else 0)
-        return self.page(project, state.get("source") or CONFIDENT, state.get("label"), state.get("anchor"), skip)
+        source = state.get("source") or CONFIDENT
+        passed = [*(state.get("passed") or []), *(i for i in state.get("ids") or [] if i not in labels)]
+        passed = [] if source == LABELED else passed  # that source pages by offset
+        return self.page(project, source, state.get("label"), state.get("anchor"), skip, passed)
 
 
 def _page_labels(state: dict, action: str | None, project_labels: list[str]) -> dict[int, str]:
