@@ -73,6 +73,20 @@ def require_browser() -> None:
     pytest.skip(reason)
 
 
+@contextmanager
+def chromium() -> Iterator:
+    """Debian's Chromium through Playwright (skips, or fails under ``ALABEL_REQUIRE_BROWSER=1``, without it)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,15 +21,13 @@ from app.engine.session import ActiveLearningSession
 from app.ui import registry
 from tests.browser_support import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LATENCY_PROBE,
     VIEWPORT,
     caption_name,
     choose,
+    chromium,
     image_src,
     open_section,
-    require_browser,
     running_app,
     screenshot,
     visible,
@@ -47,14 +45,9 @@ IMAGE_SRC = re.compile(r"alabel/image/.+\.png")
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require_browser()  # skips, or fails under ALABEL_REQUIRE_BROWSER=1 (CI), without Chromium or Playwright
     expect.set_options(timeout=20_000)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,11 @@ from app.engine.demo import write_digits
 from app.engine.session import ActiveLearningSession
 from app.ui import registry
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     caption_name,
     choose,
+    chromium,
     image_src,
     open_section,
-    require_browser,
     running_app,
     screenshot,
     visible,
@@ -44,14 +42,9 @@ IDLE = "() => !document.body.classList.contains('al-pending')"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require_browser()
     expect.set_options(timeout=20_000)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def trained_project(projects: Path, name: str, files: list[Path]) -> ActiveLearningSession:

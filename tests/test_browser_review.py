@@ -11,7 +11,7 @@ import pytest
 from app.engine.demo import write_digits
 from app.engine.session import ActiveLearningSession
 from app.ui import registry
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, require_browser, running_app, screenshot, visible
+from tests.browser_support import VIEWPORT, chromium, running_app, screenshot, visible
 from tests.ui_support import DIGITS, MODELS, TINY, digit_of, wait_round
 
 try:
@@ -42,10 +42,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ActiveL
 def test_a_page_of_guesses_is_fixed_with_keys_accepted_with_enter_and_undone_at_once(
     app: tuple[str, ActiveLearningSession], tmp_path: Path
 ) -> None:
-    require_browser()
     url, session = app
-    with sync_playwright() as p:
-        browser: Browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport=VIEWPORT)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -81,7 +79,6 @@ def test_a_page_of_guesses_is_fixed_with_keys_accepted_with_enter_and_undone_at_
         expect(page.get_by_text(re.compile(r"Took back"))).to_be_visible(timeout=TIMEOUT)
         assert session.store.current_labels() == before
         assert not errors, errors
-        browser.close()
 
 
 def _confident(session: ActiveLearningSession, label: str) -> list:
@@ -91,10 +88,8 @@ def _confident(session: ActiveLearningSession, label: str) -> list:
 
 
 def test_more_like_this_and_fixing_a_labeled_image_in_the_grid(app: tuple[str, ActiveLearningSession]) -> None:
-    require_browser()
     url, session = app
-    with sync_playwright() as p:
-        browser: Browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(url)
         visible(page.get_by_label("Open a project", exact=True)).click()
@@ -125,7 +120,6 @@ def test_more_like_this_and_fixing_a_labeled_image_in_the_grid(app: tuple[str, A
         assert session.store.label_of(target) == new
         session.undo(None)  # leave the project as it was for the other tests
         assert session.store.label_of(target) == old
-        browser.close()
 
 
 def _similar(session: ActiveLearningSession, anchor: int) -> list:

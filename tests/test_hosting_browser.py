@@ -17,13 +17,11 @@ import pytest
 from app.engine.session import ActiveLearningSession
 from app.ui.hosting import Hosting
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     VIEWPORT,
+    chromium,
     free_port,
     open_section,
-    require_browser,
     running_app,
     screenshot,
     visible,
@@ -42,11 +40,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require_browser()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _wait_up(url: str, proc: subprocess.Popen, seconds: float = 600) -> None:

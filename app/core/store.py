@@ -303,11 +303,6 @@ class ProjectStore:
         rows = self._tx(lambda conn: annotation_rows.undo_newest(conn, annotator))
         return Annotation(**{**dict(rows[0]), "undone": True}) if rows else None
 
-    def undo_page(self, annotator: str | None = None) -> list[Annotation]:
-        """Like `undo_last`, returning every annotation taken back (all of a grid page)."""
-        rows = self._tx(lambda conn: annotation_rows.undo_newest(conn, annotator))
-        return [Annotation(**{**dict(r), "undone": True}) for r in rows]
-
     def current_labels(self) -> dict[int, str]:
         """Current label of every labeled image, by image id."""
         sql = f"SELECT c.image_id, l.name FROM ({_CURRENT}) c JOIN labels l ON l.id = c.label_id"

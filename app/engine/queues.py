@@ -93,12 +93,10 @@ def labeled_as(
 
 
 def _with_guesses(session: ActiveLearningSession, image_ids: list[int]) -> list[Tile]:
-    tiles = []
-    for i in image_ids:
-        p = session.predictions(i)
-        if p:
-            best = max(p, key=p.get)
-            tiles.append(Tile(i, best, float(p[best])))
-        else:
-            tiles.append(Tile(i, None, None))
-    return tiles
+    """Tiles for `image_ids` with the current model's guess (one lookup of the scored pool for the whole page)."""
+    probs = session.model.probs_for(image_ids) if image_ids else None
+    if probs is None:
+        return [Tile(i, None, None) for i in image_ids]
+    names = session.model.label_names
+    best = probs.argmax(axis=1)
+    return [Tile(i, names[int(b)], float(p[b])) for i, b, p in zip(image_ids, best, probs, strict=True)]

@@ -71,6 +71,7 @@ class Visitors:
         private workspaces that makes a fresh workspace, with a copy of the demo), and the tab id is kept only
         with its own visitor. The signed-in name, if any, is remembered for the tab's labels.
         """
+        token = ""
         if not self.per_visitor:
             client = new_client_id(candidate)
         else:
@@ -79,9 +80,9 @@ class Visitors:
                 self.sessions.workspaces.open(tokens.token_id(token))
             same = tokens.workspace_of(candidate) == tokens.token_id(token)
             tab = str(candidate).split(".")[1] if same else tokens.new_token()
-            visitor, client = token, tokens.join_client(token, tab)
+            client = tokens.join_client(token, tab)
         self.remember_user(client, user)
-        return (visitor if self.per_visitor else "") or "", client
+        return token, client
 
     def remember_user(self, client: str, user: str | None) -> None:
         """The tab's visitor signed in as `user` (sign-in, or Hugging Face login): their labels carry that name."""
