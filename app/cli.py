@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.core.errors import AppError
+from app.core.settings import ProjectSettings
 from app.project_cli import COMMANDS as PROJECT_COMMANDS
 from app.project_cli import run_project_command
 from app.ui.hosting import Hosting
@@ -95,6 +96,12 @@ def _simulate_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start each strategy but random from the app's cold-start pick (TypiClust) instead of random labels",
     )
+    p.add_argument(
+        "--audit-share",
+        type=float,
+        default=ProjectSettings.audit_share,
+        help="share of each batch drawn at random as random checks, inside the budget (0 = none; default %(default)s)",
+    )
     p.add_argument("--devices", type=int, default=1, help="processes (GPUs or CPU processes) to embed with")
     p.add_argument("--num-nodes", type=int, default=1, help="machines to embed with (needs torchrun or SLURM)")
     p.add_argument(
@@ -138,6 +145,7 @@ def _run_simulation(args: argparse.Namespace, backbone: str, weights: str | None
         devices=args.devices,
         num_nodes=args.num_nodes,
         dist_strategy=args.dist_strategy,
+        audit_share=args.audit_share,
     )
     results = simulate(cfg)
     print(format_table(results))

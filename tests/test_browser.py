@@ -205,11 +205,13 @@ def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
     expect(page.locator("#al-status")).to_contain_text("Model of round 1 ready", timeout=TIMEOUT)
     predictions = page.locator("#al-predictions")
     expect(predictions).to_contain_text("Model's guess")
-    expect(predictions.locator("[data-testid$='-confidence-set']")).to_have_count(len(labels), timeout=TIMEOUT)
-    expect(predictions.locator("meter")).to_have_count(len(labels))
+    # Three random checks so far, too few to calibrate on: the top label shows without a percentage, and why.
+    expect(predictions.locator("[data-testid$='-confidence-set']")).to_have_count(0)
     expect(page.locator("#al-progress")).to_contain_text("Round 1")
     expect(page.locator("#al-progress")).to_contain_text(f"{batch} of {len(files)} labeled")
     screenshot(page, "2b-predictions-after-round-1")
+    current = press(key_of(current), "label (auto-submit)")
+    expect(page.locator("#al-caption")).to_contain_text(re.compile("without a percentage|not sure yet"))
 
     # A second batch, picked by the model of round 1, gives the learning curve its second point.
     for _ in range(2 * batch):
@@ -224,6 +226,9 @@ def test_label_a_batch_with_the_keyboard_then_see_predictions_and_the_curve(
     # six random checks by now: the status line shows the estimate with its range and count, and the stop advice
     expect(page.locator("#al-status")).to_contain_text(re.compile(r"Accuracy about \d+% \(95% range \d+%–\d+%, from 6"))
     expect(page.locator("#al-status")).to_contain_text("Keep going:")
+    # Calibrated on six random checks, the guess panel now gives every label its probability.
+    expect(predictions.locator("[data-testid$='-confidence-set']")).to_have_count(len(labels), timeout=TIMEOUT)
+    expect(predictions.locator("meter")).to_have_count(len(labels))
 
     visible(page.get_by_role("tab", name="Dashboard")).click()
     expect(page.get_by_text("2 round(s)")).to_be_visible(timeout=TIMEOUT)

@@ -77,7 +77,7 @@ def test_an_overconfident_head_is_calibrated_and_the_model_it_keeps_carries_the_
     m = result.metrics
     before = expected_calibration_error(raw.fitted.probs[test], noisy[test])
     after = expected_calibration_error(result.fitted.probs[test], noisy[test])
-    assert m["temperature"] > 1.2 and after < before - 0.02
+    assert m["temperature"] > 1.1 and after < before - 0.02
     assert (result.fitted.probs.argmax(axis=1) == raw.fitted.probs.argmax(axis=1)).all()  # same guesses
     assert result.fitted.head.temperature == pytest.approx(m["temperature"])
     assert np.allclose(train.predict_proba(result.fitted.head, x[test]), result.fitted.probs[test], atol=1e-4)

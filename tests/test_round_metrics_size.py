@@ -12,6 +12,7 @@ from app.core.metrics import classification_metrics
 from app.core.store import ProjectStore
 from app.ui import dashboard
 from app.ui.views import status_html
+from tests.fakes import FakeSession
 
 MANY = 1000
 
@@ -27,7 +28,8 @@ def many_class_predictions() -> tuple[list[int], list[int]]:
 def fake_session(store: ProjectStore) -> SimpleNamespace:
     """What `status_html` and `dashboard.build` use of a session, over a real store."""
     progress = {"labeled": 300, "total": 1000, "round": store.current_round(), "batch_done": 0, "batch_size": 0}
-    return SimpleNamespace(
+    return FakeSession(
+        jobs=SimpleNamespace(status=lambda kind: None, start=lambda kind, fn: None),
         store=store,
         rounds=lambda: store.rounds(),
         latest_round=lambda: store.latest_round(),

@@ -57,3 +57,16 @@ def test_audit_labels_are_drawn_from_the_oracle_and_counted_in_the_budget() -> N
     assert curve.labels == [20, 30, 40, 50]  # one audit image of each batch of 10 is part of the 10
     # 2 random checks at first, one more per batch: the fifth (enough for an estimate) comes with the 50th label
     assert curve.estimate[:3] == [None, None, None] and curve.estimate[3] is not None
+
+
+def test_simulate_takes_the_share_of_random_checks_from_the_command_line() -> None:
+    import pytest
+
+    from app.cli import _simulate_parser
+    from app.core.errors import AppError
+
+    args = _simulate_parser().parse_args(["--data", ".", "--audit-share", "0.2"])
+    assert args.audit_share == 0.2
+    assert _simulate_parser().parse_args(["--data", "."]).audit_share == 0.1
+    with pytest.raises(AppError, match="--audit-share"):
+        sim.SimulationConfig(data=".", strategies=["random"], audit_share=1.0).check()

@@ -89,6 +89,8 @@ def test_kappa_and_the_stop_set():
     assert len(first) == 100 and len(first & set(more[stop_set(more, size=100)].tolist())) >= 95  # stays fixed
     kappa, n = agreement({"ids": [1, 2, 3, 4], "pred": [0, 1, 0, 1]}, [2, 3, 4, 5], [1, 0, 0, 1], {3, 4, 5}, 2)
     assert n == 2 and kappa == pytest.approx(0.0)  # only images unlabeled now and predicted both times
+    kappa, n = agreement({"ids": [1, 2, 3], "pred": [0, 1, 1]}, [1, 2, 3], [0, 1, 0], None, 2)
+    assert n == 3 and kappa < 1.0  # the whole stop set: an image labeled since still counts when its guess changed
 
 
 def test_the_stop_rule_needs_a_window_of_settled_rounds_and_a_flat_estimate():
@@ -103,3 +105,59 @@ def test_the_stop_rule_needs_a_window_of_settled_rounds_and_a_flat_estimate():
     assert "about 8 points" in rising["text"]
     assert advise([0.995] * 4, labels[:4], flat[:4], 10)["stop"] is False  # too few random checks
     assert expected_gain([100, 120], [0.8, 0.9]) is None
+
+
+def test_few_random_checks_are_scored_leave_one_out(monkeypatch):
+    from app.engine import evaluation
+
+    sizes = []
+    real = evaluation.train_head
+
+    def counting(x, y, num_classes, **kw):
+        sizes.append(len(y))
+        return real(x, y, num_classes, **kw)
+
+    monkeypatch.setattr(evaluation, "train_head", counting)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.arange(30) % 2
+    audit = np.zeros(30, dtype=bool)
+    audit[:8] = True  # fewer than LEAVE_ONE_OUT_BELOW (more than FOLDS): each is held out alone
+    oof = evaluation.cross_fit(x, np.arange(30), y, audit, 2, max_epochs=2)
+    assert evaluation.FOLDS < 8 < evaluation.LEAVE_ONE_OUT_BELOW
+    assert oof.shape == (8, 2) and sizes == [29] * 8
+    sizes.clear()
+    audit[:] = True  # 30 random checks: FOLDS folds
+    evaluation.cross_fit(x, np.arange(30), y, audit, 2, max_epochs=2)
+    assert len(sizes) == evaluation.FOLDS and set(sizes) == {30 - 30 // evaluation.FOLDS}
+
+
+def test_a_fine_tuned_model_carries_the_caveat_of_what_was_measured():
+    from app.engine.evaluation import FINETUNE_CAVEAT, evaluate
+    from app.ui.views import estimate_text
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 4)).astype(np.float32)
+    y = (x[:40, 0] > 0).astype(int)
+    audit = np.arange(40) % 4 == 0  # 10 random checks
+    data = RoundData.from_arrays(x, np.arange(40), y, num_classes=2, seed=0, audit=audit)
+    probs = np.tile([0.6, 0.4], (80, 1)).astype(np.float32)
+    for tuned in (False, True):
+        fitted = type("F", (), {"probs": probs, "ids": data.ids, "finetuned": tuned})()
+        text = estimate_text(evaluate(data, fitted, max_epochs=2))
+        assert text.startswith("Accuracy about") and (FINETUNE_CAVEAT in text) is tuned
+
+
+def test_the_guess_panel_shows_no_percentages_before_it_is_calibrated():
+    from app.ui.views import NOT_SURE, shown_guess
+
+    guess = {"cat": 0.97, "dog": 0.02, "fox": 0.01}
+    value, line = shown_guess(guess, {"audit_n": 2, "accuracy": None})
+    assert value == "cat" and "without a percentage" in line and "(2 so far)" in line
+    value, line = shown_guess(guess, {})  # no round yet (an imported model's own guess)
+    assert value == "cat" and "(0 so far)" in line
+    assert shown_guess(guess, {"audit_n": 8, "ece": 0.04}) == (guess, "")
+    unsure = {"cat": 0.4, "dog": 0.35, "fox": 0.25}
+    assert shown_guess(unsure, {"audit_n": 8, "ece": 0.04}) == (unsure, NOT_SURE)
+    assert shown_guess(unsure, {}) == ("cat", NOT_SURE)
+    assert shown_guess(None, {}) == (None, "")

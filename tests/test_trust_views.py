@@ -8,6 +8,7 @@ from app.core.agreement import Agreement
 from app.core.store import ProjectStore
 from app.ui import dashboard
 from app.ui.views import status_html
+from tests.fakes import FakeSession
 
 KEEP = "Keep going: its guesses still change from round to round (agreement 0.950; 0.99 means settled)."
 
@@ -15,7 +16,8 @@ KEEP = "Keep going: its guesses still change from round to round (agreement 0.95
 def session_over(store: ProjectStore) -> SimpleNamespace:
     """What `status_html` and `dashboard.build` read of a session, over a real store."""
     progress = {"labeled": 60, "total": 500, "round": store.current_round(), "batch_done": 0, "batch_size": 0}
-    return SimpleNamespace(
+    return FakeSession(
+        jobs=SimpleNamespace(status=lambda kind: None, start=lambda kind, fn: None),
         rounds=store.rounds, latest_round=store.latest_round, current_round=store.current_round,
         count_images=store.count_images, label_counts=store.label_counts, round_status=lambda: None,
         model=SimpleNamespace(has_model=lambda: True, active=lambda: None), progress=lambda: progress,

@@ -12,6 +12,8 @@ from numpy.typing import ArrayLike
 
 __all__ = ["as_probs", "entropy", "least_confidence", "margin", "top_k"]
 
+_BLOCK = 16384  # rows per step of `margin` (a block of 20 classes stays in cache)
+
 
 def as_probs(probs: ArrayLike) -> np.ndarray:
     """Checks and returns class probabilities as a 2-D floating array (no copy when already one).
@@ -24,7 +26,7 @@ def as_probs(probs: ArrayLike) -> np.ndarray:
         arr = arr.astype(np.float64)
     if arr.ndim != 2 or arr.shape[1] < 1:
         raise ValueError(f"Class probabilities must have shape (N, C) with C >= 1; got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr.sum()) and not np.all(np.isfinite(arr)):  # a finite sum: every value finite (fast)
         raise ValueError("Class probabilities contain NaN or infinite values; check the model's outputs.")
     return arr
 
@@ -43,8 +45,17 @@ def margin(probs: ArrayLike) -> np.ndarray:
     p = as_probs(probs)
     if p.shape[1] == 1:
         return (1.0 - p[:, 0]).astype(np.float64)
-    two = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-    return (1.0 - (two[:, 1] - two[:, 0])).astype(np.float64)
+    out = np.empty(len(p), dtype=np.float64)
+    for s in range(0, len(p), _BLOCK):  # the two highest per row, one class column at a time (a row-wise
+        q = p[s : s + _BLOCK]  # np.partition is 3-4x slower on 1M x 20); ties count twice, as in a sort
+        first, second = q[:, 0].copy(), np.full(len(q), -np.inf, dtype=q.dtype)
+        low = np.empty_like(first)
+        for c in range(1, q.shape[1]):
+            np.minimum(first, q[:, c], out=low)
+            np.maximum(second, low, out=second)
+            np.maximum(first, q[:, c], out=first)
+        out[s : s + _BLOCK] = 1.0 - (first - second)  # in the probabilities' precision, then float64
+    return out
 
 
 def entropy(probs: ArrayLike) -> np.ndarray:
@@ -71,5 +82,10 @@ def top_k(scores: ArrayLike, k: int) -> np.ndarray:
         raise ValueError(f"Scores must be a 1-D array; got shape {s.shape}.")
     if k < 0:
         raise ValueError(f"The number of items to pick must not be negative; got {k}.")
+    k = min(k, s.size)
+    if 0 < k <= s.size // 8 and not np.isnan(s).any():  # a big pool: sort only the scores at or above the k-th
+        kth = np.partition(s, s.size - k)[s.size - k]
+        cand = np.flatnonzero(s >= kth)  # every tie of the k-th value too, in index order
+        return cand[np.argsort(-s[cand], kind="stable")][:k].astype(np.int64)
     order = np.argsort(-s, kind="stable")  # -NaN stays NaN and sorts last
-    return order[: min(k, s.size)].astype(np.int64)
+    return order[:k].astype(np.int64)

@@ -1,7 +1,7 @@
 """When more labels stop paying: stabilizing predictions plus a flat accuracy estimate. Advice only.
 
 Stabilizing predictions (Bloodgood & Vijay-Shanker 2009): a fixed random "stop set" of images is predicted by every
-round's model; Cohen's kappa between successive rounds' predictions on the stop set images still unlabeled says
+round's model; Cohen's kappa between successive rounds' predictions on the whole stop set says
 how much the model still changes. With kappa above T, successive models differ by at most 4(1 - T)/T in F-measure
 (Bloodgood & Grothendieck 2013). The rule here is theirs and small-text's `KappaAverage` defaults: a window of 3
 rounds whose mean kappa is at least 0.99. Alone it can fire on a model that changes slowly but still improves, so
@@ -61,13 +61,15 @@ def cohen_kappa(a: Sequence[int], b: Sequence[int], num_classes: int) -> float |
     return (observed - expected) / (1.0 - expected)
 
 
-def agreement(previous: dict | None, ids: Sequence[int], pred: Sequence[int], unlabeled: set[int], classes: int):
-    """Kappa between the previous round's and this round's predictions on the stop set images still unlabeled.
+def agreement(
+    previous: dict | None, ids: Sequence[int], pred: Sequence[int], unlabeled: set[int] | None, classes: int
+) -> tuple[float | None, int]:
+    """Kappa between the previous round's and this round's predictions on the stop set images in both rounds.
 
     Args:
         previous: the previous round's {"ids": [...], "pred": [...]}, or None.
         ids: this round's stop set image ids; `pred` their predicted classes.
-        unlabeled: ids of the images unlabeled now.
+        unlabeled: compare only these ids (the images unlabeled now); None = the whole stop set.
         classes: number of classes.
 
     Returns:
@@ -76,7 +78,9 @@ def agreement(previous: dict | None, ids: Sequence[int], pred: Sequence[int], un
     if not previous:
         return None, 0
     before = dict(zip(previous.get("ids", []), previous.get("pred", []), strict=False))
-    common = [(before[i], p) for i, p in zip(ids, pred, strict=True) if i in before and i in unlabeled]
+    common = [
+        (before[i], p) for i, p in zip(ids, pred, strict=True) if i in before and (unlabeled is None or i in unlabeled)
+    ]
     if not common:
         return None, 0
     a, b = zip(*common, strict=True)

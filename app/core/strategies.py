@@ -21,7 +21,9 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from app.core.coreset import k_center
 from app.core.errors import EmptyPoolError
+from app.core.pool_rows import NUMPY, Dense, blocks, project
 from app.core.scoring import as_probs, entropy, least_confidence, margin, top_k
 
 __all__ = [
@@ -80,12 +82,14 @@ def reduce_dims(
     max_dims: int = REDUCED_DIMS,
     seed: int = 0,
     rows: np.ndarray | None = None,
+    dense: Dense = NUMPY,
 ) -> list[np.ndarray]:
     """Projects embeddings onto the pool's top principal components when they are wide.
 
     Nothing changes (apart from a float32 cast) unless the width exceeds `REDUCE_ABOVE` and the pool has more
     than `max_dims` rows. `others` (for example labeled embeddings) go through the same projection. The pool is
-    read block by block, so a float16 memory map or a bigger matrix indexed by `rows` is never copied whole.
+    read block by block (`app.core.pool_rows.blocks`), so a float16 memory map or a bigger matrix indexed by `rows`
+    is never copied whole, and a memory map's pages are given back after each block.
 
     Args:
         pool_emb: pool embeddings (N, D), or a bigger matrix whose `rows` form the pool.
@@ -93,20 +97,19 @@ def reduce_dims(
         max_dims: components to keep.
         seed: seed of the PCA fit's row sample and randomized SVD.
         rows: rows of `pool_emb` that form the pool, in pool order; None = every row.
+        dense: the block conversion and matrix product (numpy's; the engine passes torch's, faster).
 
     Returns:
         The pool followed by `others`, as float32 arrays.
     """
     n = pool_emb.shape[0] if rows is None else len(rows)
     d = pool_emb.shape[1]
-
-    def pool_block(start: int, stop: int) -> np.ndarray:
-        block = pool_emb[start:stop] if rows is None else pool_emb[rows[start:stop]]
-        return np.asarray(block, dtype=np.float32)
-
     extra = [np.asarray(a, dtype=np.float32) for a in others]
     if d <= REDUCE_ABOVE or n <= max_dims:
-        return [pool_block(0, n), *extra]
+        whole = np.empty((n, d), dtype=np.float32)
+        for s, block in blocks(pool_emb, rows, widen=dense.widen):
+            whole[s : s + len(block)] = block
+        return [whole, *extra]
     rng = np.random.default_rng(seed)
     fit = np.sort(rng.choice(n, size=min(n, PCA_FIT_ROWS), replace=False))
     sample = np.asarray(pool_emb[fit if rows is None else rows[fit]], dtype=np.float32)
@@ -115,9 +118,8 @@ def reduce_dims(
         pca.fit(sample)
     comps = pca.components_.astype(np.float32).T
     shift = (pca.mean_.astype(np.float32) @ comps)[None, :]
-    proj = np.empty((n, max_dims), dtype=np.float32)
-    for s in range(0, n, _ROW_BLOCK):
-        proj[s : s + _ROW_BLOCK] = pool_block(s, s + _ROW_BLOCK) @ comps - shift
+    proj = project(pool_emb, rows, comps, dense)  # the pool is read once, block by block
+    proj -= shift
     out = [proj]
     for a in extra:
         p = np.empty((a.shape[0], max_dims), dtype=np.float32)
@@ -156,31 +158,7 @@ def _nearest(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, arg
 
 
-def _k_center(x: np.ndarray, labeled: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy k-center on prepared float32 arrays; returns (indices, distance at pick time)."""
-    n = x.shape[0]
-    x_sq = _sq_norms(x)
-    picks: list[int] = []
-    dists: list[float] = []
-    if labeled is not None and labeled.shape[0] > 0:
-        min_sq = _nearest(x, labeled)[0]
-    else:  # no labeled set: start from the point nearest the pool mean
-        to_mean = _nearest(x, x.mean(axis=0, keepdims=True))[0]
-        first = int(np.argmin(to_mean))
-        picks.append(first)
-        dists.append(float(np.sqrt(to_mean[first])))
-        min_sq = np.full(n, np.inf, dtype=np.float32)
-    for _ in range(k):
-        if picks:
-            c = x[picks[-1]]
-            np.minimum(min_sq, np.maximum(x_sq - 2.0 * (x @ c) + x_sq[picks[-1]], 0.0), out=min_sq)
-            min_sq[picks] = -np.inf  # picked items never come back, even among exact duplicates
-        if len(picks) == k:
-            break
-        i = int(np.argmax(min_sq))  # ties -> lowest index
-        picks.append(i)
-        dists.append(float(np.sqrt(max(min_sq[i], 0.0))))
-    return np.asarray(picks, dtype=np.int64), np.asarray(dists, dtype=np.float64)
+_k_center = k_center  # greedy k-center on prepared float32 arrays (exact, lazy: one pass over the pool, not k)
 
 
 def k_center_greedy(pool_emb: np.ndarray, labeled_emb: np.ndarray | None, k: int, *, seed: int = 0) -> np.ndarray:
@@ -211,11 +189,15 @@ def _nothing_to_pick(k: int, n: int) -> bool:
 
 
 def _prepare(
-    pool_emb: np.ndarray, labeled_emb: np.ndarray | None, seed: int, rows: np.ndarray | None = None
+    pool_emb: np.ndarray,
+    labeled_emb: np.ndarray | None,
+    seed: int,
+    rows: np.ndarray | None = None,
+    dense: Dense = NUMPY,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     if labeled_emb is None or len(labeled_emb) == 0:
-        return reduce_dims(pool_emb, seed=seed, rows=rows)[0], None
-    x, lab = reduce_dims(pool_emb, labeled_emb, seed=seed, rows=rows)
+        return reduce_dims(pool_emb, seed=seed, rows=rows, dense=dense)[0], None
+    x, lab = reduce_dims(pool_emb, labeled_emb, seed=seed, rows=rows, dense=dense)
     return x, lab
 
 
@@ -324,15 +306,17 @@ def typical_clusters(
 
 
 def _margin_diverse(
-    probs: np.ndarray, pool_emb: np.ndarray | None, k: int, seed: int, rows: np.ndarray | None = None
+    scores: np.ndarray, pool_emb: np.ndarray | None, k: int, seed: int, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, str]:
-    """Margin pre-filter, then one highest-margin item per KMeans cluster (Zhdanov 2019; Citovsky et al. 2021)."""
-    scores = margin(probs)
+    """Margin pre-filter, then one highest-margin item per KMeans cluster (Zhdanov 2019; Citovsky et al. 2021).
+
+    `scores` are the pool's margins; only the candidates' embeddings are read (a few hundred rows of the pool).
+    """
     n_cand = min(len(scores), max(10 * k, 100))
     if pool_emb is None or n_cand <= k:
         return top_k(scores, k), "margin" if pool_emb is None else "margin_diverse"
     cand = top_k(scores, n_cand)  # highest margin first, ties by lower index
-    xc = reduce_dims(pool_emb[cand if rows is None else rows[cand]], seed=seed)[0]
+    xc = reduce_dims(np.asarray(pool_emb[cand if rows is None else rows[cand]], dtype=np.float32), seed=seed)[0]
     labels, _ = _cluster(xc, k, seed, weights=scores[cand] + 1e-6)
     _, first = np.unique(labels, return_index=True)  # first position in `cand` order = highest margin in cluster
     picked = set(first.tolist())
@@ -346,7 +330,7 @@ def _margin_diverse(
 def _as_matrix(arr: np.ndarray | None, name: str) -> np.ndarray | None:
     if arr is None:
         return None
-    a = np.asarray(arr)
+    a = arr if isinstance(arr, np.ndarray) else np.asarray(arr)  # a memory map stays one (its pages are released)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (one row per image); got shape {a.shape}.")
     return a
@@ -361,6 +345,7 @@ def select_batch(
     labeled_emb: np.ndarray | None,
     seed: int = 0,
     pool_rows: np.ndarray | None = None,
+    dense: Dense = NUMPY,
 ) -> Selection:
     """Picks the next `min(k, N)` pool items to label.
 
@@ -379,6 +364,8 @@ def select_batch(
             or float32) and these of its rows form the pool, in the order of `probs`; N = len(pool_rows). The
             rows are read as needed, so a 100k x 1280 pool is never copied. Returned indices stay positions in
             the pool (in `pool_rows`), not rows of `pool_emb`.
+        dense: the float16 -> float32 conversion and matrix product of big passes (numpy's; the engine passes
+            torch's).
 
     Raises:
         ValueError: unknown strategy, k < 1, mismatched shapes, or no array to know the pool from.
@@ -417,14 +404,15 @@ def select_batch(
         idx = np.random.default_rng(seed).choice(n, size=k, replace=False).astype(np.int64)
         return Selection(idx, np.full(k, np.nan), "random")
     if strategy == "diversity":
-        idx, dists = _k_center(*_prepare(emb, lab, seed, rows), k)
+        idx, dists = k_center(*_prepare(emb, lab, seed, rows, dense), k, matmul=dense.matmul)
         return Selection(idx, dists, strategy)
     if p is None:
-        idx, typ = _typical(*_prepare(emb, lab, seed, rows), k, seed)
+        idx, typ = _typical(*_prepare(emb, lab, seed, rows, dense), k, seed)
         return Selection(idx, typ, COLD_START)
     if strategy == "margin_diverse":
-        idx, ran = _margin_diverse(p, emb, k, seed, rows)
-        return Selection(idx, margin(p)[idx], ran)
+        scores = margin(p)
+        idx, ran = _margin_diverse(scores, emb, k, seed, rows)
+        return Selection(idx, scores[idx], ran)
     scores = _SCORERS[strategy](p)
     idx = top_k(scores, k)
     return Selection(idx, scores[idx], strategy)

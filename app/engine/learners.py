@@ -28,8 +28,9 @@ from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
 from app.engine import gpu
 from app.engine.embedding_cache import EmbeddingCache
+from app.engine.pool_scoring import pool_probs
 from lit_models.backbones import LoadedBackbone
-from lit_models.train import predict_proba, train_head
+from lit_models.train import train_head
 from lit_models.trainer import Compute
 
 EMBED_MESSAGE = "Computing embeddings"
@@ -89,7 +90,7 @@ class FitData(Protocol):
 
     @property
     def x(self) -> np.ndarray:
-        """Frozen-backbone embeddings of every image, (N, D)."""
+        """Frozen-backbone embeddings of every image, (N, D): float16 (the cache's memory map) or float32."""
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -152,7 +153,7 @@ class HeadLearner:
         train_seconds = time.perf_counter() - start
         if stopped(stop):
             return None
-        probs = predict_proba(head, data.x)
+        probs = pool_probs(head, data.x)  # block by block from the (float16, memory-mapped) embeddings
         return Fitted(head, tuple(data.label_names), ids=np.asarray(data.ids), probs=probs, train_seconds=train_seconds)
 
 
@@ -167,7 +168,7 @@ class ImportedClassifier:
     trains: ClassVar[bool] = False
 
     def fit(self, data: FitData, progress: ProgressFn | None, stop: threading.Event | None) -> Fitted | None:
-        return self.fitted.scored(data.ids, predict_proba(self.fitted.head, data.x))
+        return self.fitted.scored(data.ids, pool_probs(self.fitted.head, data.x))
 
 
 def project_compute(settings: ProjectSettings) -> Compute:

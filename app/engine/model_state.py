@@ -21,8 +21,8 @@ from app.core.store import ProjectStore
 from app.engine.checkpoints import IMPORTED, Checkpoints
 from app.engine.embedding_cache import EmbeddingCache
 from app.engine.learners import Fitted
+from app.engine.pool_scoring import pool_probs
 from lit_models.backbones import BackboneSpec, LoadedBackbone, load_backbone
-from lit_models.train import predict_proba
 
 __all__ = ["ACTIVE_SETTING", "IMPORTED", "ActiveModel", "ModelState", "spec_from_settings"]
 
@@ -216,11 +216,12 @@ class ModelState:
             if self.head is None:
                 return
             cache = self.current_cache()
-            have = set(cache.ids().tolist())
-            cached = [i for i in ids if i in have]
-            if not cached:
+            wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+            cached = wanted[np.isin(wanted, cache.ids())]
+            if not len(cached):
                 return
-            self._fitted = self._fitted.scored(cached, predict_proba(self.head, cache.get(cached)))
+            probs = pool_probs(self.head, cache.matrix(cached))  # float16 blocks from the memory map, no copy
+            self._fitted = self._fitted.scored(cached, probs)
             self.generation += 1
 
     def scored(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -79,6 +79,16 @@ TOO_MANY = (
     f"{ENV_MAX_IMAGES} and {ENV_MAX_POOL} to allow more."
 )
 MISSING = "the file '{path}' that the project needs is not in the zip. Export the project again."
+OUTSIDE = (
+    "its {what} points outside the project ('{value}'), and a project zip may only use its own files. Export the "
+    "project again with this app."
+)
+SERVER_FOLDER = (
+    "its model is a folder of the computer it was made on ('{value}'), which a shared server does not open. Import "
+    "the model's weights file with 'Start from your own model' instead, then import the project again."
+)
+SOURCES = ("bundled", "hub", "file", "random")  # lit_models.backbones.SOURCES
+LOCAL_NAMES = ("local-dir:", "file:", "/", "~", ".", "\\")  # model names that read a folder of the server
 
 
 class ProjectArchiveError(IngestError):
@@ -99,7 +109,11 @@ class ImportedProject:
 
 
 def import_project(
-    archive: str | os.PathLike[str], projects_dir: str | os.PathLike[str], *, limits: IngestLimits | None = None
+    archive: str | os.PathLike[str],
+    projects_dir: str | os.PathLike[str],
+    *,
+    limits: IngestLimits | None = None,
+    allow_local_paths: bool = True,
 ) -> ImportedProject:
     """Check a project zip, unpack it into a staging folder and, when every check passed, make it the project of a
     free name in `projects_dir` (the exported name, else "<name> 2", "<name> 3", ...).
@@ -108,6 +122,8 @@ def import_project(
         archive: a zip written by `export_project`.
         projects_dir: the folder of projects it joins.
         limits: what the zip may hold and unpack (default: `IngestLimits.from_env`).
+        allow_local_paths: the project's model may be a folder of this computer (a timm ``local-dir:`` name); off
+            on a server others share.
 
     Raises:
         ProjectArchiveError: the zip is refused; the message says why. Nothing was kept.
@@ -126,6 +142,7 @@ def import_project(
             root = staging / "project"
             hashes = _unpack(zf, [info for name, info in infos.items() if name != MANIFEST], root, budget)
             found = _check_contents(root, manifest, hashes, limits)
+            _check_references(root / DATABASE, hashes, allow_local_paths)
             return _land(root, projects, found)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -259,6 +276,43 @@ def _check_contents(root: Path, manifest: dict[str, Any], hashes: dict[str, str]
     if allowed < found.images:
         raise ProjectArchiveError(TOO_MANY.format(count=found.images, allowed=allowed))
     return found
+
+
+def _check_references(database: Path, files: dict[str, str], allow_local_paths: bool) -> None:
+    """What the database names besides images stays inside the project: the model's weights are a file of the zip's
+    ``model_files/``, round checkpoints are in ``checkpoints/``, a loaded checkpoint is named, not a path; and on a
+    shared server the model is no folder of the computer."""
+    try:
+        connection = sqlite3.connect(database)
+        try:
+            values = dict(connection.execute("SELECT key, value FROM settings").fetchall())
+            found = connection.execute("SELECT checkpoint FROM rounds WHERE checkpoint IS NOT NULL").fetchall()
+            rounds = [row[0] for row in found]
+        finally:
+            connection.close()
+        settings = json.loads(values.get("settings") or "{}")
+        active = json.loads(values.get("active_model") or "null")
+    except (sqlite3.Error, ValueError) as exc:
+        raise ProjectArchiveError(DAMAGED.format(what="its database")) from exc
+    if not isinstance(settings, dict) or not isinstance(active, dict | None):
+        raise ProjectArchiveError(DAMAGED.format(what="its database"))
+    weights, source = settings.get("weights"), settings.get("backbone_source", "bundled")
+    if source not in SOURCES or (source == "file" and not weights):
+        raise ProjectArchiveError(DAMAGED.format(what="its model settings"))
+    if weights is not None:
+        parts = re.split(r"[\\/]", str(weights))
+        if len(parts) < 2 or parts[-2] != MODEL_FILES or f"{MODEL_FILES}/{parts[-1]}" not in files:
+            raise ProjectArchiveError(OUTSIDE.format(what="model file", value=weights))
+    arch = str(settings.get("backbone") or "").strip()
+    if not allow_local_paths and arch.lower().startswith(LOCAL_NAMES):
+        raise ProjectArchiveError(SERVER_FOLDER.format(value=arch))
+    for checkpoint in rounds:
+        parts = re.split(r"[\\/]", str(checkpoint))
+        if len(parts) != 2 or parts[0] != "checkpoints" or parts[1] in ("", ".", ".."):
+            raise ProjectArchiveError(OUTSIDE.format(what="round checkpoint", value=checkpoint))
+    name = None if active is None else active.get("checkpoint")
+    if name is not None and (not isinstance(name, str) or re.search(r"[\\/]|^\.", name)):
+        raise ProjectArchiveError(OUTSIDE.format(what="loaded checkpoint", value=name))
 
 
 def _read_database(path: Path) -> tuple[_Found, dict[str, str]]:

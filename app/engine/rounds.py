@@ -34,6 +34,8 @@ from app.engine.learners import (
     stopped,
 )
 from app.engine.model_state import ModelState
+from app.engine.pool_scoring import torch_dense
+from app.engine.selection_head import selection_inputs
 
 __all__ = ["NOT_ENOUGH_LABELS", "RoundData", "RoundResult", "choose_learner", "commit", "evaluate", "read", "run"]
 HISTORY_KEYS = ("accuracy", "accuracy_low", "audit_n", "agreement")  # what later rounds read of a round's metrics
@@ -47,7 +49,8 @@ class RoundData:
 
     Attributes:
         ids: every image id, in the row order of `x`.
-        x: frozen-backbone embeddings of every image, float32 (N, D).
+        x: frozen-backbone embeddings of every image (N, D): the cache's float16 memory map in the app (read block
+            by block, never copied whole), or any float16 / float32 array.
         label_names: the labels (one head output each).
         labeled_rows: rows of the labeled images.
         y: the class index of each labeled row.
@@ -171,23 +174,31 @@ def read(store: ProjectStore, settings: ProjectSettings, ids: Sequence[int], x: 
     names = store.labels()
     index = {n: i for i, n in enumerate(names)}
     current = store.current_labels()
-    row_of = {image_id: row for row, image_id in enumerate(ids)}
-    lab_ids = [i for i in ids if current.get(i) in index]
-    y = np.array([index[current[i]] for i in lab_ids], dtype=np.int64)
-    audited = store.picked_by(AUDIT)
-    skipped = {b.image_id for b in store.batch() if b.status == "skipped"}
-    pool_ids = [i for i in ids if i not in current and i not in skipped] or [i for i in ids if i not in current]
-    if not pool_ids:
+    all_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    labeled = np.isin(all_ids, _ids_array(i for i, name in current.items() if name in index))
+    lab_rows = np.flatnonzero(labeled)  # in the order of `ids`, as every row list here (vectorised: 1M ids)
+    y = np.array([index[current[int(i)]] for i in all_ids[lab_rows]], dtype=np.int64)
+    audited = _ids_array(store.picked_by(AUDIT))
+    skipped = _ids_array(b.image_id for b in store.batch() if b.status == "skipped")
+    unlabeled = ~np.isin(all_ids, _ids_array(current))
+    pool_rows = np.flatnonzero(unlabeled & ~np.isin(all_ids, skipped))
+    if not len(pool_rows):
+        pool_rows = np.flatnonzero(unlabeled)
+    if not len(pool_rows):
         raise EmptyPoolError("Every image is labeled. Export your labels and model, or add more images.")
     past = store.rounds()
     done = len(past)
     return RoundData(
-        ids=np.asarray(ids, dtype=np.int64), x=x, label_names=tuple(names),
-        labeled_rows=np.array([row_of[i] for i in lab_ids], dtype=np.int64), y=y, val=np.zeros(len(y), dtype=bool),
-        pool_rows=np.array([row_of[i] for i in pool_ids], dtype=np.int64), seed=settings.seed + done, number=done + 1,
-        audit=np.array([i in audited for i in lab_ids], dtype=bool),
+        ids=all_ids, x=x, label_names=tuple(names), labeled_rows=lab_rows.astype(np.int64), y=y,
+        val=np.zeros(len(y), dtype=bool), pool_rows=pool_rows.astype(np.int64), seed=settings.seed + done,
+        number=done + 1, audit=np.isin(all_ids[lab_rows], audited),
         history=history([(r.labeled, r.metrics) for r in past]),
     )  # fmt: skip
+
+
+def _ids_array(ids: Any) -> np.ndarray:
+    """Image ids (any iterable) as an int64 array."""
+    return np.fromiter((int(i) for i in ids), dtype=np.int64)
 
 
 def choose_learner(
@@ -217,16 +228,17 @@ def choose_learner(
 
 def select(data: RoundData, fitted: Fitted | None, strategy: str, k: int) -> Selection:
     """Pick `k` pool rows with `strategy` on the model's probabilities and the features it reads."""
-    x = data.x if fitted is None or fitted.cache is None else fitted.cache.get(data.ids.tolist())
+    x = data.x if fitted is None or fitted.cache is None else fitted.cache.matrix(data.ids)
     probs = None if fitted is None or fitted.probs is None else fitted.probs[data.pool_rows]
     return select_batch(
         strategy,
         k,
         probs=probs,
-        pool_emb=x,  # with pool_rows: read as needed, never copied (a 100k x 1280 pool is 0.5 GB as float32)
+        pool_emb=x,  # with pool_rows: read block by block as needed, never copied (1M x 1280 is 2.6 GB float16)
         pool_rows=data.pool_rows,
         labeled_emb=x[data.labeled_rows],
         seed=data.seed,
+        dense=torch_dense(),
     )
 
 
@@ -243,7 +255,9 @@ def picks(
     size = k if size is None else min(size, k)
     n_pool = len(data.pool_rows)
     drawn = draw_audit(n_pool, audit_count(size, audit_share, has_model=fitted is not None), data.seed)
-    rest = np.setdiff1d(np.arange(n_pool), drawn, assume_unique=True)
+    keep = np.ones(n_pool, dtype=bool)
+    keep[drawn] = False
+    rest = np.flatnonzero(keep)  # the pool without the audit picks, in order
     wanted = min(k - len(drawn), len(rest))
     if wanted > 0:
         found = select(replace(data, pool_rows=data.pool_rows[rest]), fitted, strategy, wanted)
@@ -298,7 +312,11 @@ def run(
     metrics = {} if evaluate is None else evaluate(data, fitted)
     if fitted is not None:
         fitted = calibrated(fitted, float(metrics.get("temperature", 1.0)))
-    selection, chosen = picks(data, fitted, strategy, k, audit_share=audit_share, size=size)
+    # the strategy picks with a head trained without the audit labels (the kept model trains on every label)
+    seen, chooser = selection_inputs(data, learner, fitted, stop)
+    if stopped(stop):
+        return RoundResult("cancelled")
+    selection, chosen = picks(seen, chooser, strategy, k, audit_share=audit_share, size=size)
     seconds = time.perf_counter() - started
     if evaluate is not None:
         metrics["seconds"] = seconds

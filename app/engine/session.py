@@ -7,7 +7,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ class ActiveLearningSession:
                 raise EmptyPoolError("The project has no images yet; add a folder, files, a zip or a CSV first.")
             split = 0.1 if s.mode == "finetune" else 0.5  # of the progress bar: embedding, then the learner
             self._embed(ids, _scaled(progress, 0.0, split))
-            data = rounds.read(self.store, s, ids, self.model.cache.get(ids))
+            data = rounds.read(self.store, s, ids, self.model.cache.matrix(ids))  # float16 memory map, no copy
             learner, data = rounds.choose_learner(data, self.model, self.store, s)
             k = min(s.batch_size, len(data.pool_rows))  # twice as many picked: spares for images labeled meanwhile
             result = rounds.run(
@@ -382,6 +382,18 @@ class ActiveLearningSession:
         self._embed(ids, current=True)  # a fine-tuned checkpoint reads its own backbone's embeddings
         self.model.refresh_probs(ids)
         return info
+
+    def switch_model(self, settings: ProjectSettings, adopt: Callable[[ModelState], None]) -> None:
+        """Give the project another backbone (`settings`) and a model state of its own, which `adopt` fills before
+        it is used (`app.engine.model_into_project`); a running round is cancelled first. Labels stay."""
+        self.jobs.cancel(ROUND_JOB)
+        self.jobs.wait(ROUND_JOB, timeout=60)
+        with self._round_lock:
+            model = ModelState(self.store.root, settings, self.store)
+            adopt(model)
+            self.store.update_settings(settings=settings.to_dict())
+            self.settings, self.model, self._extension_cache = settings, model, None
+            self.label_set = LabelSet(self.store, model)
 
     # ------------------------------------------------------------------ exports
     def export(self, kind: str) -> Path:

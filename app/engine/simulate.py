@@ -62,6 +62,8 @@ class SimulationConfig:
             raise AppError("--initial, --batch and --seeds must be at least 1.")
         if self.budget < self.initial:
             raise AppError("--budget must be at least --initial.")
+        if not 0.0 <= self.audit_share < 1.0:
+            raise AppError("--audit-share must be at least 0 and below 1 (e.g. 0.1: 2 of every 20 labels).")
         if self.devices < 1 or self.num_nodes < 1:
             raise AppError("--devices and --num-nodes must be at least 1.")
         for path in (self.data, self.test):
@@ -119,6 +121,8 @@ class Curve(NamedTuple):
             where it shows none); empty without `trust`.
         ece: expected calibration error of the shown probabilities on the test set; empty without `trust`.
         stop_at: labels at which the app first said "you can stop", or None.
+        advice: the stop advice's numbers at each point (mean kappa of the window, expected gain of the next 100
+            labels; None where not measured); empty without `trust`.
     """
 
     labels: list[int]
@@ -128,6 +132,7 @@ class Curve(NamedTuple):
     estimate_low: list[float | None]
     estimate_high: list[float | None]
     ece: list[float | None]
+    advice: list[dict[str, Any]]
     stop_at: int | None = None
 
 
@@ -178,7 +183,7 @@ def run_curve(
     ev = functools.partial(evaluate, max_epochs=max_epochs, seed=seed) if trust else None
     labeled = [int(r) for r in initial_rows]
     audit = {r for r, a in zip(labeled, initial_audit if initial_audit is not None else [], strict=False) if a}
-    curve = Curve([], [], [], [], [], [], [])
+    curve = Curve([], [], [], [], [], [], [], [])
     past: list[tuple[int, dict]] = []
     while True:
         lab = np.array(labeled, dtype=np.int64)
@@ -215,6 +220,8 @@ def _measured(curve: Curve, metrics: dict, probs: np.ndarray, y_test: np.ndarray
     curve.estimate_low.append(metrics.get("accuracy_low") if shown else None)
     curve.estimate_high.append(metrics.get("accuracy_high") if shown else None)
     curve.ece.append(expected_calibration_error(probs, y_test))
+    advice = metrics.get("advice", {})
+    curve.advice.append({"kappa": advice.get("kappa"), "gain_100": advice.get("gain_100")})
     if curve.stop_at is None and metrics.get("advice", {}).get("stop"):
         return curve._replace(stop_at=curve.labels[-1])
     return curve

@@ -9,6 +9,7 @@ import pandas as pd
 
 from app.core.metrics import MATRIX_MAX_CLASSES, top_confusions
 from app.core.store import RoundRow
+from app.engine import suspect_cache
 from app.engine.session import ActiveLearningSession
 from app.ui.annotators import annotators_html
 from app.ui.views import estimate_text, strategy_name
@@ -68,6 +69,7 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
         summary += f"  \n{estimate_text(last)} {calibration_text(last)}".rstrip()
         if last.get("advice"):
             summary += f"  \n**{last['advice']['text']}**"
+    summary += suspects_text(session)
     return Dashboard(
         curve=pd.DataFrame(curve_rows, columns=CURVE_COLUMNS),
         counts=pd.DataFrame({"label": list(counts), "count": list(counts.values())}),
@@ -76,6 +78,19 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
         summary=summary,
         annotators=annotators_html(session.agreement()),
     )
+
+
+def suspects_text(session: ActiveLearningSession) -> str:
+    """How many labels look wrong (a line to add to the summary; empty while none do or before they are known).
+
+    Starts the label checker in the background when what it keeps is from an earlier round.
+    """
+    suspect_cache.refresh(session)
+    count = len(suspect_cache.open_suspects(session))
+    if not count:
+        return ""
+    many = f"{count} labels look" if count != 1 else "1 label looks"
+    return f"  \n**{many} wrong** — check them in Review → Likely wrong labels."
 
 
 def _curve_rows(labeled: int, metrics: dict) -> list[dict]:

@@ -1,7 +1,9 @@
 """A review grid page as HTML: thumbnails with the model's guess, selected or not, and the next page fetched ahead.
 
 The page's script (`app.ui.grid_keys`) moves the focus ring, toggles selection and records the labels typed on
-tiles; what it sends back is read from these tiles' ``data-*`` attributes.
+tiles; what it sends back is read from these tiles' ``data-*`` attributes. The next page comes as whole hidden
+tiles (``.al-grid-ahead``), their images loaded: on Enter the script moves them into the grid at once, and the
+server's answer then replaces them with the page it computed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ EMPTY = "Nothing to review here yet."
 
 
 def _caption(tile: Tile) -> str:
+    if tile.suggested is not None and tile.label is not None:
+        return f"labeled {html.escape(tile.label)} · maybe {html.escape(tile.suggested)}"
     if tile.label is not None:
         return f"labeled {html.escape(tile.label)}"
     if tile.guess is None:
@@ -25,23 +29,32 @@ def _caption(tile: Tile) -> str:
 def tile_html(tile: Tile, path: str, selected: bool) -> str:
     """One thumbnail (`path` is the image file) with its caption."""
     state = " al-selected" if selected else ""
+    check = ""
+    if tile.suggested is not None and tile.label is not None:
+        check = f' data-given="{html.escape(tile.label)}" data-suggested="{html.escape(tile.suggested)}"'
     return (
-        f'<div class="al-tile{state}" data-id="{tile.image_id}" tabindex="-1">'
+        f'<div class="al-tile{state}" data-id="{tile.image_id}"{check} tabindex="-1">'
         f'<img src="{html.escape(image_url(path))}" alt="" draggable="false" loading="eager">'
+        f'<button class="al-tile-more" type="button" title="More like this (M)" aria-label="More like this">≈</button>'
         f'<span class="al-tile-caption">{_caption(tile)}</span><span class="al-tile-label"></span></div>'
     )
 
 
 def grid_html(
-    tiles: list[tuple[Tile, str]], *, selected: bool, note: str, ahead: list[str] = (), page: str = ""
+    tiles: list[tuple[Tile, str]],
+    *,
+    selected: bool,
+    note: str,
+    ahead: list[tuple[Tile, str]] = (),
+    page: str = "",
 ) -> str:
-    """The page `page`: `tiles` as (tile, image file), all `selected` or none, a line above it, and hidden images
-    of the next page so it shows at once."""
+    """The page `page`: `tiles` as (tile, image file), all `selected` or none, a line above it, and the next page's
+    tiles (`ahead`) hidden, their images loaded, so the page's script can show them at once."""
     mark = html.escape(page)
     if not tiles:
         return f'<div class="al-grid-empty" data-page="{mark}">{html.escape(note or EMPTY)}</div>'
     body = "".join(tile_html(t, p, selected) for t, p in tiles)
-    hidden = "".join(f'<img src="{html.escape(image_url(p))}" alt="">' for p in ahead)
+    hidden = "".join(tile_html(t, p, selected) for t, p in ahead)
     return (
         f'<p class="al-grid-note">{html.escape(note)}</p>'
         f'<div class="al-grid" data-count="{len(tiles)}" data-page="{mark}">{body}</div>'
@@ -58,6 +71,13 @@ GRID_CSS = """
 #al-review-grid .al-tile.al-focus { box-shadow: 0 0 0 3px var(--body-text-color); }
 #al-review-grid .al-tile img { width: 100%; aspect-ratio: 1; object-fit: contain; image-rendering: pixelated;
   display: block; user-select: none; }
+#al-review-grid .al-tile-more { position: absolute; top: 6px; right: 6px; width: 1.9rem; height: 1.9rem;
+  border-radius: 50%; border: 1px solid var(--border-color-primary); background: var(--background-fill-primary);
+  color: var(--body-text-color); font-size: 1.05rem; line-height: 1; opacity: 0.85; cursor: pointer; padding: 0; }
+#al-review-grid .al-tile-more:hover, #al-review-grid .al-tile.al-focus .al-tile-more { opacity: 1; }
+#al-review-grid .al-tile.al-kept { border-color: #15803d; opacity: 1; }
+#al-review-grid .al-tile.al-kept .al-tile-label { color: #15803d; }
+#al-review-grid .al-grid.al-prefetched { outline: none; }
 #al-review-grid .al-tile-caption { display: block; font-size: 0.85rem; text-align: center; }
 #al-review-grid .al-tile-label { display: block; font-weight: 600; text-align: center; color: #b45309; }
 #al-review-grid .al-grid-note, #al-review-grid .al-grid-empty { margin: 0.3rem 0 0.6rem; }

@@ -29,6 +29,7 @@ from app.ui.sessions import NO_PROJECT, Sessions
 from app.ui.views import (
     LabelView,
     Upcoming,
+    guess_value,
     image_view,
     job_key,
     message_view,
@@ -82,7 +83,7 @@ class PollResult:
     key: str
     view: LabelView | None = None
     refresh: bool = False
-    predictions: dict[str, float] | None = None
+    predictions: dict[str, float] | str | None = None
     progress: str = ""
     upcoming: list[Upcoming] = field(default_factory=list)
     round: int | None = None
@@ -401,7 +402,7 @@ class Handlers:
                 result.view = self.next_view(session, client)
             else:
                 result.refresh = True
-                result.predictions = session.predictions(int(image_id))
+                result.predictions = guess_value(session, int(image_id))
                 result.progress = progress_line(session, int(image_id))
                 result.upcoming = upcoming(session, session.batch(), int(image_id), client, self.who(client))
         except AppError as exc:

@@ -25,6 +25,7 @@ from app.ui.panels.labeling import LabelPanel, build_label_panel, wire_label_pan
 from app.ui.panels.models import ModelPanel, build_model_panel, wire_model_panel
 from app.ui.panels.own_model import OwnModelPanel, build_own_model_panel, wire_own_model_panel
 from app.ui.panels.project import ProjectPanel, build_project_panel, wire_project_panel
+from app.ui.panels.project_zip import ProjectZipPanel, build_project_zip_panel, wire_project_zip_panel
 from app.ui.panels.review import ReviewPanel, build_review_panel, wire_review_panel
 from app.ui.panels.upload import UploadPanel, build_upload_panel, wire_upload_panel
 from app.ui.states import States, build_states
@@ -53,6 +54,7 @@ class Page:
     host_tools: gr.Column
     label_set: LabelSetPanel
     crowd: CrowdPanel | None = None
+    project_zip: ProjectZipPanel | None = None
 
     def view_outputs(self) -> list[gr.components.Component]:
         """What a labeling view updates (see `app.ui.updates.view_updates`)."""
@@ -114,6 +116,7 @@ def build_page(h: Handlers, demo: bool) -> Page:
                 project = build_project_panel(h, projects, demo)
                 crowd = build_crowd_panel(h) if h.hosting.crowd else None
                 with gr.Column(visible=not h.hosting.crowd, elem_id="al-host-tools") as host_tools:
+                    project_zip = build_project_zip_panel(h)
                     upload = build_upload_panel(h, open_=bool(projects) and not demo)
                     label_set = build_label_set_panel()
                     own_model = build_own_model_panel(h)
@@ -139,6 +142,7 @@ def build_page(h: Handlers, demo: bool) -> Page:
         host_tools=host_tools,
         label_set=label_set,
         crowd=crowd,
+        project_zip=project_zip,
     )
 
 
@@ -203,6 +207,8 @@ def wire_page(page: Page, h: Handlers) -> None:
     )
     wire_project_panel(page.project, s, h, opened=opened, labels=page.label.labels)
     wire_own_model_panel(page.own_model, s, h, opened=opened)
+    if page.project_zip is not None:
+        wire_project_zip_panel(page.project_zip, s, h, opened=opened)
     wire_upload_panel(page.upload, s, h, view=view)
     wire_label_set_panel(page.label_set, s, h, view=view)
     wire_label_panel(page.label, s, h)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.core.progress import ProgressFn, no_progress
 from app.core.settings import ProjectSettings
 from app.engine.bundle import bundle
 from app.engine.jobs import RUNNING
 from app.engine.model_import import ModelSource, create_project_from_model, verify_model
+from app.engine.model_into_project import import_into_project
 from app.engine.model_report import failure_markdown
 from app.engine.model_state import ActiveModel
 from app.engine.session import ActiveLearningSession
@@ -20,6 +22,8 @@ from app.ui.views import LabelView, labels_kept, message_view, parse_labels, wai
 
 LOCAL_NAME_PREFIXES = ("local-dir:", "file:", "/", "~", ".")
 MODEL_EXPORTS = frozenset({"ckpt", "safetensors", "onnx", "all_zip"})
+OPEN_PROJECT = "open"  # the own-model form's target: the open project (else a new one)
+NO_OPEN_PROJECT = "Open the project to put the model into first (Open a project, above), or choose 'A new project'."
 
 
 def check_model_name(arch: str, allow_local_paths: bool) -> None:
@@ -95,10 +99,12 @@ class ModelHandlers:
         local_path: str | None,
         allow_torchscript: bool | None,
         test_image: str | None,
+        target: str | None = None,
     ) -> str:
         """Verify Model: load the model, run one image through it, and return the report (Markdown).
 
-        The image is the test image when given, else one of the open project's images, else a sample photo.
+        The image is the test image when given, else one of the open project's images, else a sample photo. For
+        the open project (`target` "open") the model is checked against its labels, as Import Model will put it in.
         A model that cannot be loaded gives a report that says why (no exception).
         """
 
@@ -106,13 +112,45 @@ class ModelHandlers:
         def check() -> str:
             source = self.model_source(arch, model_file, local_path, allow_torchscript)
             images: list = [test_image] if test_image else self._sample_images(project)
-            found = verify_model(source, parse_labels(labels_text), _classes(num_classes), images=images)
+            labels, classes = parse_labels(labels_text), _classes(num_classes)
+            if target == OPEN_PROJECT:
+                labels, classes = self._open_session(project).labels, None
+            found = verify_model(source, labels, classes, images=images)
             return found.markdown()
 
         try:
             return check()
         except gr.Error as exc:
             return failure_markdown(str(exc.message))
+
+    def _open_session(self, project: str | None) -> ActiveLearningSession:
+        session = self.sessions.maybe(project)
+        if session is None:
+            raise gr.Error(NO_OPEN_PROJECT)
+        return session
+
+    @friendly
+    def import_into_project(
+        self,
+        project: str | None,
+        arch: str | None,
+        model_file: str | None,
+        local_path: str | None = None,
+        mode: str | None = None,
+        allow_torchscript: bool | None = False,
+        test_image: str | None = None,
+        client: str | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> str:
+        """Import Model into the open project: the same checks and head rules as for a new project, its labels and
+        history kept; returns the model report. The first image shown afterwards has the imported model's guesses."""
+        self.require_host(client)
+        session = self._open_session(project)
+        source = self.model_source(arch, model_file, local_path, allow_torchscript)
+        images = [test_image] if test_image else []
+        check = import_into_project(session, source, mode=mode, images=images, progress=progress)
+        gr.Info(plain(check.message))
+        return check.markdown()
 
     def _sample_images(self, project: str | None, count: int = 3) -> list[tuple[str, str]]:
         """The open project's first images, as (path, original name)."""

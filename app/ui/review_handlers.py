@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine import queues
+from app.engine import queues, suspect_cache
 from app.engine.queues import Tile
 from app.engine.session import ActiveLearningSession
 from app.ui.errors import friendly, plain
@@ -25,8 +25,10 @@ from app.ui.views import display_path
 
 PAGE_SIZE = 24
 CONFIDENT, SIMILAR, LABELED = "Confident guesses for a label", "More like this image", "Labeled as ..."
-SOURCES = [CONFIDENT, SIMILAR, LABELED]
-METHOD = {CONFIDENT: "grid_page", SIMILAR: "more_like_this", LABELED: "grid_page"}
+CHECK = "Likely wrong labels"
+SOURCES = [CONFIDENT, SIMILAR, LABELED, CHECK]
+METHOD = {CONFIDENT: "grid_page", SIMILAR: "more_like_this", LABELED: "grid_page", CHECK: "grid_page"}
+SELECTED = {CONFIDENT: True, SIMILAR: True, LABELED: False, CHECK: False}  # tiles selected when a page shows
 
 
 @dataclass
@@ -45,7 +47,23 @@ def _tiles(
         return queues.confident(session, label or "", PAGE_SIZE * 2 + extra, skip)
     if source == SIMILAR:
         return queues.similar(session, anchor, PAGE_SIZE * 2 + extra) if anchor is not None else []
+    if source == CHECK:
+        return queues.likely_wrong(session, PAGE_SIZE * 2 + extra, skip)
     return queues.labeled_as(session, label or None, None, PAGE_SIZE * 2, skip)
+
+
+def _check_note(session: ActiveLearningSession, count: int, passed: int) -> str:
+    kept = suspect_cache.kept(session)
+    if kept is None:
+        return "Checking the labels in the background (seconds to a minute): press Refresh in a moment."
+    if not count and passed:
+        return "Every likely-wrong label has been on a page. Refresh shows again the ones left unchecked."
+    if not count:
+        return f"No label looks wrong (checked after round {kept.round})."
+    return (
+        "Labels that look wrong, most suspicious first, with the label the model suggests: K keeps a label, "
+        "A takes the suggestion (selected tiles take theirs), a number gives another; then Enter."
+    )
 
 
 def _note(source: str, label: str | None, count: int, anchor: int | None) -> str:
@@ -58,7 +76,7 @@ def _note(source: str, label: str | None, count: int, anchor: int | None) -> str
     if source == SIMILAR:
         if anchor is None:
             return "Open an image in the Label tab first: this shows the unlabeled images most like it."
-        return "Unlabeled images most like the one in the Label tab. Pick their label, deselect the rest, then Enter."
+        return "Unlabeled images most like the chosen one. Pick their label, deselect the rest, then Enter."
     return "Labeled images, newest first. Type a number on a wrong one to fix it, then Enter."
 
 
@@ -91,18 +109,34 @@ class ReviewHandlers:
         tiles = _tiles(session, source, label, anchor, skip, len(left_out))
         found = [t for t in tiles if t.image_id not in left_out]
         shown, ahead = found[:PAGE_SIZE], found[PAGE_SIZE:]
-        tiles = [(t, display_path(session, t.image_id)) for t in shown]
-        page_id = uuid.uuid4().hex[:12]
+        page_id = (suspect_cache.CHECK_PAGE if source == CHECK else "") + uuid.uuid4().hex[:12]
+        if source == CHECK:
+            note = _check_note(session, len(shown), len(left_out))
+        else:
+            note = _note(source, label, len(shown), anchor)
         html = grid_html(
-            tiles,
-            selected=source != LABELED,
-            note=_note(source, label, len(shown), anchor),
-            ahead=[display_path(session, t.image_id) for t in ahead],
+            [(t, display_path(session, t.image_id)) for t in shown],
+            selected=SELECTED.get(source, True),
+            note=note,
+            ahead=[(t, display_path(session, t.image_id)) for t in ahead],
             page=page_id,
         )
         state = {"source": source, "label": label, "anchor": anchor, "skip": skip, "page": page_id}
+        state["suggested"] = {t.image_id: t.suggested for t in shown if t.suggested is not None}
         state["passed"] = sorted(left_out)
         return ReviewPage(html, {**state, "shown_at": time.time(), "ids": [t.image_id for t in shown]})
+
+    @friendly
+    def more_like(self, project: str | None, state: dict | None, image_id: str | None) -> ReviewPage:
+        """The unlabeled images most like `image_id`, a tile of the page shown (any other id is refused)."""
+        state = state or {}
+        try:
+            anchor = int(str(image_id or "").strip())
+        except ValueError:
+            anchor = None
+        if anchor is None or anchor not in {int(i) for i in state.get("ids") or []}:
+            raise gr.Error("Pick an image of this page first (arrow keys or a click), then More like this.")
+        return self.page(project, SIMILAR, state.get("label"), anchor)
 
     @friendly
     def commit(
@@ -138,14 +172,19 @@ def _page_labels(state: dict, action: str | None, project_labels: list[str]) -> 
     """image id -> label from the grid's action, for images of this page only, with labels of this project."""
     try:
         data = json.loads(action or "{}")
-    except json.JSONDecodeError:
+        accept = [int(i) for i in data.get("accept") or []]
+        relabel = {int(k): str(v) for k, v in (data.get("relabel") or {}).items()}
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
         raise gr.Error("The page sent something unreadable: reload it.") from None
     shown = {int(i) for i in state.get("ids") or []}
     page_label = state.get("label")
     out: dict[int, str] = {}
-    if state.get("source") != LABELED and page_label in project_labels:
-        out.update({int(i): page_label for i in data.get("accept") or [] if int(i) in shown})
-    for key, value in (data.get("relabel") or {}).items():
-        if int(key) in shown and value in project_labels:
-            out[int(key)] = value
+    if state.get("source") == CHECK:  # each selected tile takes its own suggestion
+        suggested = {int(i): v for i, v in (state.get("suggested") or {}).items() if v in project_labels}
+        out.update({i: suggested[i] for i in accept if i in suggested and i in shown})
+    elif state.get("source") != LABELED and page_label in project_labels:
+        out.update({i: page_label for i in accept if i in shown})
+    for key, value in relabel.items():
+        if key in shown and value in project_labels:
+            out[key] = value
     return out

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.audit import MIN_AUDIT
 from app.core.calibration import not_sure
 from app.core.store import BatchItem
 from app.engine.jobs import FAILED, RUNNING, JobStatus
@@ -37,6 +38,10 @@ WHY = {
     "audit": "picked at random, so the model's accuracy can be measured honestly",
 }
 NOT_SURE = "Model's guess: **not sure yet** (its best guess is hardly more likely than a label picked at random)."
+UNCALIBRATED = (
+    "Model's guess: **{label}**, without a percentage: its confidence is calibrated on random checks once there are "
+    f"{MIN_AUDIT} ({{n}} so far)."
+)
 
 
 SECOND_OPINION = (
@@ -81,6 +86,8 @@ class LabelView:
         caption: Markdown under the image: file name and why it was picked, or a message.
         selected: the label to preselect (the image's current label), None for a fresh image.
         predictions: label -> probability from the current model, None before the first model.
+        guess: what the guess panel shows of them (`shown_guess`): the probabilities once calibrated, else the top
+            label alone.
         progress: Markdown progress line.
         labels: the project's labels, in order.
         shown_at: when the image was put on screen (to record the seconds a label took).
@@ -94,6 +101,7 @@ class LabelView:
     caption: str = ""
     selected: str | None = None
     predictions: dict[str, float] | None = None
+    guess: dict[str, float] | str | None = None
     progress: str = ""
     labels: list[str] = field(default_factory=list)
     shown_at: float = field(default_factory=time.time)
@@ -163,7 +171,8 @@ def image_view(
         current, why = None, SECOND_OPINION
     status = f" · labeled **{html.escape(current)}**" if current else ""
     predictions = session.predictions(image_id)
-    why += f"  \n{NOT_SURE}" if predictions and not_sure(list(predictions.values())) else ""
+    guess, note = shown_guess(predictions, latest_metrics(session))
+    why += f"  \n{note}" if note else ""
     return LabelView(
         image_id=image_id,
         image_path=display_path(session, image_id),
@@ -172,10 +181,48 @@ def image_view(
         caption=f"**{html.escape(row.original_name)}** · {row.width}×{row.height}{status}  \n{why}",
         selected=current,
         predictions=predictions,
+        guess=guess,
         progress=progress_line(session, image_id, batch),
         labels=session.labels,
         upcoming=upcoming(session, batch, image_id, client, annotator),
     )
+
+
+def latest_metrics(session: ActiveLearningSession) -> dict[str, Any]:
+    """The newest round's metrics (what calibrated the model's probabilities); empty before the first round."""
+    last = session.latest_round()
+    return {} if last is None else dict(last.metrics)
+
+
+def shown_guess(
+    predictions: dict[str, float] | None, metrics: dict[str, Any]
+) -> tuple[dict[str, float] | str | None, str]:
+    """What the guess panel shows and the line under the image about it.
+
+    The probabilities show once a round calibrated them on at least `MIN_AUDIT` random checks (its metrics then
+    hold "ece"); before that only the top label shows, with a line saying why. A guess no better than chance says
+    "not sure yet".
+
+    Args:
+        predictions: label -> probability from the current model, or None before the first model.
+        metrics: the newest round's metrics (`latest_metrics`).
+
+    Returns:
+        (the guess component's value: label -> probability, or the top label alone, or None; the Markdown line, or "").
+    """
+    if not predictions:
+        return predictions, ""
+    unsure = not_sure(list(predictions.values()))
+    if metrics.get("ece") is not None:
+        return predictions, NOT_SURE if unsure else ""
+    top = max(predictions, key=lambda name: predictions[name])
+    n = int(metrics.get("audit_n") or 0)
+    return top, NOT_SURE if unsure else UNCALIBRATED.format(label=html.escape(top), n=n)
+
+
+def guess_value(session: ActiveLearningSession, image_id: int) -> dict[str, float] | str | None:
+    """The guess panel's value for one image (see `shown_guess`)."""
+    return shown_guess(session.predictions(image_id), latest_metrics(session))[0]
 
 
 def upcoming(
@@ -250,7 +297,8 @@ def estimate_text(metrics: dict[str, Any]) -> str:
     if acc is None or "accuracy_low" not in metrics:
         return metrics.get("note") or "Accuracy is not measured yet: it is measured on random checks from now on."
     low, high, n = metrics["accuracy_low"], metrics["accuracy_high"], metrics["audit_n"]
-    return f"Accuracy about {acc:.0%} (95% range {low:.0%}–{high:.0%}, from {n} random checks)."
+    text = f"Accuracy about {acc:.0%} (95% range {low:.0%}–{high:.0%}, from {n} random checks)."
+    return f"{text} {metrics['caveat']}" if metrics.get("caveat") else text
 
 
 def labels_kept(labeled: int) -> str:

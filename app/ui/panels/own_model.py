@@ -1,5 +1,5 @@
 """The Start from your own model panel: a timm name or a model file; Verify Model reports before Import Model
-creates a project on it."""
+creates a project on it, or puts it into the open project (its labels stay)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import gradio as gr
 from app.engine.model_import import architecture_names
 from app.engine.model_report import failure_markdown
 from app.ui.handlers import CUSTOM, Handlers
+from app.ui.model_handlers import OPEN_PROJECT
 from app.ui.states import States
 from app.ui.updates import opened_updates, skips
 
 
 @dataclass(frozen=True)
 class OwnModelPanel:
-    """The own-model form, its two buttons and the model report."""
+    """The own-model form (for a new project or the open one), its buttons and the model report."""
 
+    target: gr.Radio
     name: gr.Textbox
     labels: gr.Textbox
     classes: gr.Number
@@ -31,6 +33,7 @@ class OwnModelPanel:
     torchscript: gr.Checkbox
     verify: gr.Button
     import_button: gr.Button
+    into_button: gr.Button
     report: gr.Markdown
 
     def model(self) -> list[gr.components.Component]:
@@ -41,6 +44,12 @@ class OwnModelPanel:
 def build_own_model_panel(h: Handlers) -> OwnModelPanel:
     """Lay out the panel (inside a column of the page)."""
     with gr.Accordion("Start from your own model", open=False):
+        target = gr.Radio(
+            [("A new project", "new"), ("The open project: its labels stay", OPEN_PROJECT)],
+            value="new",
+            label="Use the model for",
+            elem_id="al-pm-target",
+        )
         name = gr.Textbox(label="Project name", max_lines=1, elem_id="al-pm-name")
         labels = gr.Textbox(
             label="Labels",
@@ -83,8 +92,12 @@ def build_own_model_panel(h: Handlers) -> OwnModelPanel:
         with gr.Row():
             verify = gr.Button("Verify Model", elem_id="al-pm-verify")
             import_button = gr.Button("Import Model", variant="primary", elem_id="al-pm-import")
+            into_button = gr.Button(
+                "Import into the open project", variant="primary", visible=False, elem_id="al-pm-into"
+            )
         report = gr.Markdown(elem_id="al-model-report")
     return OwnModelPanel(
+        target=target,
         name=name,
         labels=labels,
         classes=classes,
@@ -96,6 +109,7 @@ def build_own_model_panel(h: Handlers) -> OwnModelPanel:
         torchscript=torchscript,
         verify=verify,
         import_button=import_button,
+        into_button=into_button,
         report=report,
     )
 
@@ -129,9 +143,42 @@ def wire_own_model_panel(
         api_name="import_model",
         show_progress_on=[panel.report],
     )
+
+    def into_project(project, client, arch, file, path, mode, torchscript, image, progress=gr.Progress()) -> Any:
+        """The open project keeps its labels and gets the model; a refused model changes nothing."""
+        try:
+            client = h.new_client(client)
+            report = h.models.import_into_project(
+                project, arch, file, path, mode, torchscript, image, client=client,
+                progress=lambda f, m: progress(f, desc=m),
+            )  # fmt: skip
+            view = h.current(project, client)
+        except gr.Error as exc:
+            gr.Warning(str(exc.message))
+            return (*skips(len(opened)), failure_markdown(str(exc.message)))
+        return (*opened_updates(h, project, view, client), report)
+
+    panel.into_button.click(
+        into_project,
+        [states.project, states.client, panel.arch, panel.file, panel.path, panel.mode, panel.torchscript, panel.image],
+        [*opened, panel.report],
+        api_name="import_model_into_project",
+        show_progress_on=[panel.report],
+    )
+
+    def retarget(target: str) -> tuple[Any, ...]:
+        new = target != OPEN_PROJECT
+        return tuple(gr.update(visible=new) for _ in range(4)) + (gr.update(visible=not new),)
+
+    panel.target.change(
+        retarget,
+        [panel.target],
+        [panel.name, panel.labels, panel.classes, panel.import_button, panel.into_button],
+        api_visibility="private",
+    )
     panel.verify.click(
         h.models.verify_model,
-        [states.project, *own_model],
+        [states.project, *own_model, panel.target],
         [panel.report],
         api_name="verify_model",
         show_progress_on=[panel.report],
