@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from app.engine import queues
 from app.engine.demo import write_digits
 from app.ui import registry
+from app.ui.gridbox import tile_html
 from app.ui.handlers import Handlers
 from app.ui.review_handlers import CONFIDENT, LABELED, SIMILAR, ReviewHandlers
+from app.ui.views import display_path
 from tests.ui_support import DIGITS, MODELS, TINY, TINY_MODEL, digit_of, wait_round
 
 
@@ -120,3 +123,16 @@ def test_the_batch_extension_holds_random_checks_like_any_batch(trained) -> None
     assert len({i for i, _, _ in picks}) == 8 and {i for i, _, _ in picks} <= set(pool)
     again = pick_extension(session.store, session.model, settings, pool)
     assert [(i, s) for i, s, _ in again] == [(i, s) for i, s, _ in picks]  # a peek and the extension agree
+
+
+def test_tiles_show_no_percentage_before_random_checks_calibrate_the_model(trained) -> None:
+    ui, ref, session = trained
+    assert session.latest_round().metrics.get("ece") is None  # one batch: too few random checks to calibrate on
+    review = ReviewHandlers(ui.sessions, ui.who)
+    label = max(session.labels, key=lambda name: len(queues.confident(session, name, 100)))
+    page = review.page(ref, CONFIDENT, label, None)
+    captions = re.findall(r'<span class="al-tile-caption">([^<]*)</span>', page.html)
+    assert captions and all(c == label for c in captions)
+    assert "%" not in "".join(captions)
+    first = page.state["ids"][0]
+    assert f"{label} · 97%" in tile_html(queues.Tile(first, label, 0.97), display_path(session, first), True)

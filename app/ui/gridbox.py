@@ -23,6 +23,8 @@ def _caption(tile: Tile) -> str:
         return f"labeled {html.escape(tile.label)}"
     if tile.guess is None:
         return "no guess yet"
+    if tile.confidence is None:  # not calibrated yet: the guess without a percentage, as the labeling panel shows it
+        return html.escape(tile.guess)
     return f"{html.escape(tile.guess)} · {tile.confidence:.0%}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gradio as gr
@@ -21,7 +21,7 @@ from app.engine.session import ActiveLearningSession
 from app.ui.errors import friendly, plain
 from app.ui.gridbox import grid_html
 from app.ui.sessions import Sessions
-from app.ui.views import display_path
+from app.ui.views import display_path, latest_metrics
 
 PAGE_SIZE = 24
 CONFIDENT, SIMILAR, LABELED = "Confident guesses for a label", "More like this image", "Labeled as ..."
@@ -108,6 +108,8 @@ class ReviewHandlers:
         left_out = set(passed or [])
         tiles = _tiles(session, source, label, anchor, skip, len(left_out))
         found = [t for t in tiles if t.image_id not in left_out]
+        if latest_metrics(session).get("ece") is None:  # no percentages before random checks calibrate them
+            found = [replace(t, confidence=None) for t in found]
         shown, ahead = found[:PAGE_SIZE], found[PAGE_SIZE:]
         page_id = (suspect_cache.CHECK_PAGE if source == CHECK else "") + uuid.uuid4().hex[:12]
         if source == CHECK:
