@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.demo import write_digits
+from app.engine.demo import DEMO_NAME, write_digits
 from app.engine.session import ActiveLearningSession
 from app.ui import registry
 from tests.browser_support import (
@@ -200,3 +200,18 @@ def test_a_phone_shows_the_image_the_label_keys_and_the_guess_on_one_screen(brow
     assert title["y"] + title["height"] <= drop["y"], (title, drop)  # the "Files" title is above its drop zone
     screenshot(page, "11b-laptop-1280x800")
     assert not errors
+
+
+def test_the_first_image_of_a_project_opened_as_the_page_loads_is_shown(browser: Browser, tmp_path: Path) -> None:
+    """The demo opens as the page loads, before the tab's image cookie is set: its images still show."""
+    projects = tmp_path / "projects"
+    trained_project(projects, DEMO_NAME, write_digits(tmp_path / "digits", size=32, limit=20))
+    with running_app(projects, demo=True, model_choices=MODELS, base_settings=TINY) as url:
+        page = browser.new_context(viewport=LAPTOP).new_page()
+        page.goto(url)
+        expect(page.locator("#al-image img")).to_have_attribute("src", re.compile(r"alabel/image/"), timeout=60_000)
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#al-image img'); return i && i.complete && i.naturalWidth; }",
+            timeout=20_000,
+        )
+        page.context.close()

@@ -19,6 +19,18 @@ HOTKEYS_JS = r"""
 (() => {
   if (window.__alHotkeys) return;
   window.__alHotkeys = true;
+  // An image asked for before the tab's image cookie was set (a project opened as the page loads) is refused:
+  // ask for it again a few times, a little later each time, with a fresh URL so no answer is reused.
+  document.addEventListener("error", (event) => {
+    const img = event.target;
+    if (!(img instanceof HTMLImageElement) || !img.src.includes("/alabel/image/")) return;
+    const tries = Number(img.dataset.alRetry || 0);
+    if (tries >= 6) return;
+    img.dataset.alRetry = String(tries + 1);
+    const url = new URL(img.src);
+    url.searchParams.set("retry", String(tries + 1));
+    setTimeout(() => { img.src = url.toString(); }, 200 * (tries + 1));
+  }, true);
   const TYPING = new Set(["text", "search", "email", "number", "password", "url", "tel", "date", "time", "range"]);
   const typing = (el) => {
     if (!el) return false;
