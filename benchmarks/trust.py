@@ -30,29 +30,10 @@ import lit_models  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 from app.core.settings import ProjectSettings
 from app.core.strategies import DEFAULT_STRATEGY
 from app.engine.simulate import SimulationConfig, initial_picks, load_embeddings, run_curve, run_entry
+from benchmarks.le_data import folder_of
+from benchmarks.le_report import labels_to_reach
 
 DEFAULT_WORK_DIR = Path("/tmp") / "alabel-benchmarks" / "trust"
-
-
-def digits_folder(work_dir: Path) -> Path:
-    """scikit-learn's digits as class folders (64-pixel PNGs, as the demo), written once."""
-    folder = work_dir / "digits"
-    if not folder.is_dir():
-        from app.engine.demo import write_digits
-
-        write_digits(folder, size=64, class_folders=True)
-    return folder
-
-
-def labels_to_reach(labels: list[int], acc: np.ndarray, target: float) -> float | None:
-    """Labels at which the mean curve first reaches `target` (linear interpolation); None if it never does."""
-    for i, a in enumerate(acc):
-        if a >= target:
-            if i == 0:
-                return float(labels[0])
-            a0, l0 = acc[i - 1], labels[i - 1]
-            return float(l0 + (labels[i] - l0) * (target - a0) / (a - a0))
-    return None
 
 
 def parse_args() -> argparse.Namespace:
@@ -138,7 +119,7 @@ def main() -> None:
     args = parse_args()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    cfg = SimulationConfig(data=str(digits_folder(work)), strategies=[args.strategy], work_dir=str(work))
+    cfg = SimulationConfig(data=str(folder_of("digits", work)), strategies=[args.strategy], work_dir=str(work))
     x, y, x_test, y_test, classes = load_embeddings(cfg, log=lambda m: None)
     print(f"{len(y)} pool, {len(y_test)} test images, {len(classes)} classes", flush=True)
     runs = []
