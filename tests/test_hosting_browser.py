@@ -87,7 +87,12 @@ def _visit(browser: Browser, url: str) -> tuple[BrowserContext, Page]:
     page = context.new_page()
     page.on("pageerror", lambda exc: ERRORS.append(str(exc)))
     page.goto(url)
-    expect(page.locator("#al-image img")).to_have_attribute("src", re.compile(r"^alabel/image/"), timeout=TIMEOUT)
+    image = page.locator("#al-image img")
+    expect(image).to_have_attribute("src", re.compile(r"alabel/image/"), timeout=TIMEOUT)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#al-image img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=TIMEOUT,
+    )
     return context, page
 
 
