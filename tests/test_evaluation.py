@@ -106,3 +106,31 @@ def test_the_estimate_matches_accuracy_on_a_random_set_within_its_interval_on_di
         gaps.append(m["accuracy"] - true)
     assert covered >= 6  # a 95 % interval misses about 1 draw in 20
     assert abs(np.mean(gaps)) < 0.04  # no bias beyond a few points
+
+
+def _settled_round(monkeypatch, kappa: float, audit_every: int = 5):
+    """A round whose stop set agreed `kappa` with each of the last rounds'; one label in `audit_every` audited."""
+    x, y = blobs(400, classes=4)
+    audit = np.zeros(300, dtype=bool)
+    audit[::audit_every] = True
+    history = tuple({"labeled": 200 + 20 * i, "agreement": kappa} for i in range(3))
+    data = RoundData.from_arrays(x, np.arange(300), y[:300], num_classes=4, seed=0, audit=audit, history=history)
+    monkeypatch.setattr(evaluation, "_stability", lambda data, fitted: {"agreement": kappa})
+    return run(data, HeadLearner(max_epochs=5), strategy="margin", k=5, evaluate=evaluation.evaluate).metrics
+
+
+def test_settled_guesses_ask_the_random_checks_what_more_labels_add(monkeypatch):
+    sizes: list[int] = []
+    real = evaluation.train_head
+    monkeypatch.setattr(evaluation, "train_head", lambda xs, *a, **k: sizes.append(len(xs)) or real(xs, *a, **k))
+    settled = _settled_round(monkeypatch, 0.999)
+    # 60 checks in 5 folds of 12; the gain's heads also leave out 60 of the 240 other labels (a quarter)
+    assert sizes == [288] * 5 + [228] * 5
+    advice = settled["advice"]
+    assert advice["gain_100"] is not None and advice["gain_low"] is not None
+    assert advice["stop"] and "100 more labels add about" in advice["text"]  # well separated blobs: nothing to gain
+
+    sizes.clear()
+    changing = _settled_round(monkeypatch, 0.9)
+    assert sizes == [288] * 5  # guesses still change: the gain is not measured
+    assert changing["advice"]["gain_100"] is None and changing["advice"]["text"].startswith("Keep going:")

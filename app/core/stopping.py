@@ -5,8 +5,10 @@ round's model; Cohen's kappa between successive rounds' predictions on the whole
 how much the model still changes. With kappa above T, successive models differ by at most 4(1 - T)/T in F-measure
 (Bloodgood & Grothendieck 2013). The rule here is theirs and small-text's `KappaAverage` defaults: a window of 3
 rounds whose mean kappa is at least 0.99. Alone it can fire on a model that changes slowly but still improves, so
-the advice also asks that the accuracy estimate has flattened: its slope over the last rounds predicts less than
-`PLATEAU_GAIN` from the next 100 labels.
+the advice also asks the random checks: heads trained without `LEAVE_OUT` of the labels score the same checks as
+the heads on every label (`paired_gain`), and while that shows, beyond doubt, more than `PLATEAU_GAIN` per 100
+labels, the advice is to keep going. The slope of the estimates themselves cannot say this: each estimate adds new
+random checks, so successive estimates differ by several points of sampling noise.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 STOP_SET_SIZE = 500
 KAPPA = 0.99
 WINDOW = 3
-PLATEAU_GAIN = 0.01  # expected gain of the next 100 labels below which the estimate counts as flat
-SLOPE_POINTS = 4  # rounds whose estimates give the slope
+PLATEAU_GAIN = 0.01  # gain per 100 labels that the random checks must show, beyond doubt, to say keep going
+LEAVE_OUT = 100  # labels left out of the heads that measure the gain
+Z_ONE_SIDED = 1.644854  # one-sided 95 % normal quantile
 MIN_AUDIT_TO_STOP = 20  # an estimate on fewer random checks is too rough to call flat
 _MASK64 = (1 << 64) - 1
 
@@ -87,42 +90,55 @@ def agreement(
     return cohen_kappa(a, b, classes), len(common)
 
 
-def expected_gain(labels: Sequence[int], estimates: Sequence[float], per: int = 100) -> float | None:
-    """The accuracy the next `per` labels should add: the least-squares slope of the estimate over the last
-    `SLOPE_POINTS` rounds, times `per`, within [0, 1 - last estimate]; None with fewer than 3 estimates."""
-    pts = [(n, e) for n, e in zip(labels, estimates, strict=True) if e is not None][-SLOPE_POINTS:]
-    if len(pts) < 3 or pts[-1][0] == pts[0][0]:
-        return None
-    n, e = np.array(pts, dtype=np.float64).T
-    slope = float(np.polyfit(n, e, 1)[0])
-    return float(min(max(slope * per, 0.0), 1.0 - e[-1]))
+def window_kappa(kappas: Sequence[float | None]) -> float | None:
+    """Mean agreement of the last `WINDOW` rounds, or None until each of them has one."""
+    recent = [k for k in kappas[-WINDOW:] if k is not None]
+    return float(np.mean(recent)) if len(recent) == WINDOW else None
 
 
-def advise(kappas: Sequence[float | None], labels: Sequence[int], estimates: Sequence[float | None], audit_n: int):
+def paired_gain(now_right: Sequence[bool], before_right: Sequence[bool], left_out: int, per: int = 100) -> dict:
+    """What `per` more labels add, from the same random checks scored twice: by the heads on every label and by heads
+    without `left_out` of them (both cross-fitted). Pairing cancels how hard the checks are, so only the checks on
+    which the two disagree count, and the estimate is far steadier than a slope of estimates on growing samples.
+
+    Returns:
+        {"gain": per-`per` gain, "low": its one-sided 95 % lower bound, "n": checks}; gain 0 without checks.
+    """
+    d = np.asarray(now_right, dtype=np.float64) - np.asarray(before_right, dtype=np.float64)
+    if len(d) == 0 or left_out <= 0:
+        return {"gain": 0.0, "low": 0.0, "n": 0}
+    scale = per / left_out
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"gain": float(d.mean()) * scale, "low": (float(d.mean()) - Z_ONE_SIDED * se) * scale, "n": len(d)}
+
+
+def advise(kappas: Sequence[float | None], gain: dict | None, audit_n: int) -> dict:
     """Stop or keep going, with the reason in plain words.
 
     Args:
         kappas: agreement with the previous round, one per round so far (None where it could not be measured).
-        labels: labels of each round; `estimates` the accuracy estimate of each (None where none was shown).
+        gain: `paired_gain` of the newest model, or None where it was not measured (it is measured only once the
+            guesses have settled and there are `MIN_AUDIT_TO_STOP` random checks).
         audit_n: random check labels behind the newest estimate.
 
     Returns:
         {"stop": bool, "text": "You can stop: ..." / "Keep going: ...", "kappa": mean kappa of the window or None,
-        "gain_100": expected gain of the next 100 labels or None}.
+        "gain_100": expected gain of the next 100 labels or None, "gain_low": its lower bound or None}.
     """
-    recent = [k for k in kappas[-WINDOW:] if k is not None]
-    kappa = float(np.mean(recent)) if len(recent) == WINDOW else None
-    gain = expected_gain(labels, estimates)
-    gain_text = "" if gain is None else f"; the next 100 labels should add about {gain * 100:.0f} points"
+    kappa = window_kappa(kappas)
+    g = None if gain is None else max(float(gain["gain"]), 0.0)
+    low = None if gain is None else float(gain["low"])
+    out = {"kappa": kappa, "gain_100": g, "gain_low": low}
+    gain_text = "" if g is None else f"; on the random checks, 100 more labels add about {g * 100:.0f} points"
     if kappa is None:
         why = f"the model is still new (its guesses are compared over {WINDOW} rounds before advising)"
     elif kappa < KAPPA:
         why = f"its guesses still change from round to round (agreement {kappa:.3f}; {KAPPA} means settled)"
-    elif audit_n < MIN_AUDIT_TO_STOP:
+    elif audit_n < MIN_AUDIT_TO_STOP or low is None:
         why = f"guesses have settled, but {audit_n} random checks are too few to tell whether accuracy still rises"
-    elif gain is None or gain >= PLATEAU_GAIN:
-        why = "guesses have settled, but the accuracy estimate is still rising"
+    elif low > PLATEAU_GAIN:
+        why = "guesses have settled, but accuracy is still clearly rising"
     else:
         text = f"You can stop: the model's guesses have settled (agreement {kappa:.3f}) and accuracy has leveled off"
-        return {"stop": True, "text": text + gain_text + ".", "kappa": kappa, "gain_100": gain}
-    return {"stop": False, "text": f"Keep going: {why}{gain_text}.", "kappa": kappa, "gain_100": gain}
+        return {"stop": True, "text": text + gain_text + ".", **out}
+    return {"stop": False, "text": f"Keep going: {why}{gain_text}.", **out}

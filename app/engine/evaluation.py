@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.core import stopping
 from app.core.audit import MIN_AUDIT, audit_estimate, audit_folds
 from app.core.calibration import expected_calibration_error, fit_temperature, tempered
 from app.core.metrics import classification_metrics
-from app.core.stopping import advise, agreement, stop_set
+from app.core.stopping import advise, agreement, paired_gain, stop_set, window_kappa
 from lit_models.train import predict_proba, train_head
 
 FOLDS = 5  # folds of the audit labels (10 cost twice as much and measured no better)
@@ -45,13 +46,14 @@ class EvalData(Protocol):
 
 def cross_fit(
     x: np.ndarray, rows: np.ndarray, y: np.ndarray, audit: np.ndarray, num_classes: int, *, hidden: int = 0,
-    max_epochs: int | None = None, seed: int = 0,
+    max_epochs: int | None = None, seed: int = 0, left_out: np.ndarray | None = None,
 ) -> np.ndarray | None:  # fmt: skip
     """Out-of-fold probabilities of the audit labels: each fold's audit labels scored by a head trained on every
     other label (strategy picks and the other folds' audit labels alike).
 
     Args:
         x: embeddings of every image; `rows` the labeled rows, `y` their classes, `audit` which of them are audit.
+        left_out: labels (a mask over `rows`) no head trains on, besides each fold's own (None = none).
 
     Returns:
         (number of audit labels, C) probabilities in the order of ``np.flatnonzero(audit)``, or None without audit
@@ -63,7 +65,7 @@ def cross_fit(
     out = np.empty((len(positions), num_classes), dtype=np.float32)
     n = len(positions)
     for fold in audit_folds(n, n if n < LEAVE_ONE_OUT_BELOW else FOLDS, seed):
-        keep = np.ones(len(rows), dtype=bool)
+        keep = np.ones(len(rows), dtype=bool) if left_out is None else ~np.asarray(left_out, dtype=bool)
         keep[positions[fold]] = False
         if not keep.any():
             return None
@@ -95,12 +97,31 @@ def _stability(data: EvalData, fitted: Any) -> dict[str, Any]:
     return {"stop_set": {"ids": ids.tolist(), "pred": pred.tolist()}, "agreement": kappa, "agreement_n": compared}
 
 
-def _advice(data: EvalData, metrics: dict[str, Any]) -> dict[str, Any]:
+def recent_gain(
+    data: EvalData, oof: np.ndarray, audit: np.ndarray, *, hidden: int = 0, max_epochs: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any] | None:  # fmt: skip
+    """The gain of 100 more labels on the random checks: the same checks scored out of fold again by heads that
+    also leave out a random `stopping.LEAVE_OUT` of the other labels (at most a quarter of them), paired with `oof`."""
+    others = np.flatnonzero(~audit)
+    count = min(stopping.LEAVE_OUT, len(others) // 4)
+    if count == 0:
+        return None
+    left_out = np.zeros(len(audit), dtype=bool)
+    left_out[np.random.default_rng([seed, 0x6A1]).choice(others, size=count, replace=False)] = True
+    rows, names = data.labeled_rows, data.label_names
+    before = cross_fit(
+        data.x, rows, data.y, audit, len(names), hidden=hidden, max_epochs=max_epochs, seed=seed, left_out=left_out
+    )
+    if before is None:
+        return None
+    y_audit = data.y[audit]
+    return paired_gain(oof.argmax(axis=1) == y_audit, before.argmax(axis=1) == y_audit, count)
+
+
+def _kappas(data: EvalData, metrics: dict[str, Any]) -> list[float | None]:
     past = [h for h in data.history if h.get("labeled") is not None]
-    kappas = [h.get("agreement") for h in past] + [metrics.get("agreement")]
-    labels = [int(h["labeled"]) for h in past] + [metrics["labeled"]]
-    estimates = [h.get("accuracy") if "accuracy_low" in h else None for h in past] + [metrics.get("accuracy")]
-    return advise(kappas, labels, estimates, int(metrics.get("audit_n") or 0))
+    return [h.get("agreement") for h in past] + [metrics.get("agreement")]
 
 
 def evaluate(
@@ -147,5 +168,9 @@ def evaluate(
             f"Not enough random checks yet to measure accuracy honestly ({metrics['audit_n']} of {MIN_AUDIT})."
         )
     metrics.update(_stability(data, fitted))
-    metrics["advice"] = _advice(data, metrics)
+    kappas, audit_n = _kappas(data, metrics), int(metrics.get("audit_n") or 0)
+    gain = None
+    if oof is not None and audit_n >= stopping.MIN_AUDIT_TO_STOP and (window_kappa(kappas) or 0) >= stopping.KAPPA:
+        gain = recent_gain(data, oof, audit, hidden=hidden, max_epochs=max_epochs, seed=seed)
+    metrics["advice"] = advise(kappas, gain, audit_n)
     return metrics
