@@ -72,3 +72,26 @@ def test_limits_come_from_the_environment_with_a_clear_message(tmp_path: Path) -
     assert WorkspaceLimits.from_env({}) == WorkspaceLimits()
     with pytest.raises(ValueError, match="ALABEL_MAX_WORKSPACES must be a positive number"):
         WorkspaceLimits.from_env({"ALABEL_MAX_WORKSPACES": "-1"})
+
+
+def test_a_project_started_after_the_workspace_was_removed_counts_against_the_limit(tmp_path: Path) -> None:
+    import gradio as gr
+
+    from app.ui.sessions import Sessions
+
+    spaces = Workspaces(tmp_path, WorkspaceLimits(max_workspaces=1, idle_hours=1.0))
+    sessions = Sessions.at(tmp_path, spaces)
+    mine, other = tokens.new_token(), tokens.new_token()
+    client = tokens.join_client(mine, tokens.new_token())
+    folder = spaces.open(tokens.token_id(mine))
+    two_hours_ago = time.time() - 7200
+    os.utime(folder / LAST_SEEN, (two_hours_ago, two_hours_ago))
+    assert spaces.sweep() == [folder.name] and not folder.exists()
+
+    assert sessions.writable(client) == folder and folder.is_dir()  # made again, within the limit
+    os.utime(folder / LAST_SEEN, (two_hours_ago, two_hours_ago))
+    spaces.sweep()
+    spaces.open(tokens.token_id(other))  # someone else takes the only place
+    with pytest.raises(gr.Error, match="already keeps 1 visitors' workspaces"):
+        sessions.writable(client)
+    assert not folder.exists() and spaces.ids() == [tokens.token_id(other)]

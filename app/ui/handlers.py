@@ -180,7 +180,7 @@ class Handlers:
         """Create a project (Start Project); returns its reference and the (empty) labeling view."""
         if self.hosting.crowd:
             raise gr.Error("Everyone here labels one shared project, so new projects cannot be started.")
-        folder = self.sessions.folder(client)
+        folder = self.sessions.writable(client)
         session = ActiveLearningSession.create(folder, name, parse_labels(labels_text), settings)
         session = self.sessions.register(session, client)
         return self.sessions.ref(client, session.name), message_view(session, waiting_message(session))

@@ -182,7 +182,7 @@ class ModelHandlers:
         if self.sessions.shared is not None:
             raise gr.Error("Everyone here labels one shared project, so new projects cannot be started.")
         session, check = create_project_from_model(
-            self.sessions.folder(client),
+            self.sessions.writable(client),
             name,
             parse_labels(labels_text),
             source,

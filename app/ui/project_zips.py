@@ -15,13 +15,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.core import tokens
 from app.core.markup import escape_inline
 from app.engine.project_import import ImportedProject, import_project
 from app.ui.downloads import hand_out
 from app.ui.errors import friendly, plain
 from app.ui.handlers import Handlers
-from app.ui.sessions import RELOAD
 from app.ui.views import LabelView
 
 NO_ZIP = "Choose a project zip first: one made with 'Export project' here or on another computer."
@@ -46,25 +44,13 @@ def import_zip(h: Handlers, file: str | None, client: str) -> tuple[str | None, 
     path = Path(file)
     if path.suffix.lower() != ".zip":
         raise gr.Error(plain(NOT_A_ZIP_NAME.format(name=path.name)))
-    found = import_project(path, _destination(h, client), allow_local_paths=h.allow_local_paths)
+    found = import_project(path, h.sessions.writable(client), allow_local_paths=h.allow_local_paths)
     if h.hosting.crowd:
         shared = h.hosting.shared_project
         note = f" Everyone here labels '{shared}'; to have them label '{found.name}', make it the shared project."
         return None, None, _report(found, note)
     ref, view = h.open_project(found.name, client)
     return ref, view, _report(found)
-
-
-def _destination(h: Handlers, client: str) -> Path:
-    """Where this tab's projects are; in private workspaces the visitor's own one, kept (or made again) within the
-    server's limit of workspaces."""
-    workspaces = h.sessions.workspaces
-    if workspaces is None:
-        return h.sessions.projects_dir
-    workspace = tokens.workspace_of(client)
-    if workspace is None:
-        raise gr.Error(RELOAD)
-    return workspaces.open(workspace)  # WorkspaceError when the server is full
 
 
 def _report(found: ImportedProject, note: str = "") -> str:

@@ -65,6 +65,19 @@ class Sessions:
             raise gr.Error(RELOAD)
         return self.workspaces.folder(workspace)
 
+    def writable(self, client: str | None) -> Path:
+        """The projects folder a new project of this tab goes into: in private workspaces the visitor's own, made
+        again (within the server's limit of workspaces) if it was removed while unused."""
+        if self.workspaces is None:
+            return self.projects_dir
+        workspace = tokens.workspace_of(client)
+        if workspace is None:
+            raise gr.Error(RELOAD)
+        try:
+            return self.workspaces.open(workspace)
+        except WorkspaceError as exc:
+            raise gr.Error(str(exc)) from None
+
     def ref(self, client: str | None, name: str) -> str:
         """The reference the page keeps for project `name` of this tab's projects."""
         if self.workspaces is None:
