@@ -212,6 +212,8 @@ def test_labeling_a_batch_trains_and_shows_predictions(ui: Handlers, digit_files
     assert poll.refresh and poll.round == 1 and "round 1" in poll.status
     # Before random checks calibrate it, the guess panel shows the model's top label without a percentage.
     assert poll.predictions in DIGITS
+    # the line under the image says so too, without waiting for the next image (it said nothing of a guess before)
+    assert "Model's guess" not in view.caption and "Model's guess" in poll.caption and poll.predictions in poll.caption
     fresh = ui.current("digits", "client-a")
     assert fresh.predictions is not None and set(fresh.predictions) == set(DIGITS)
     assert abs(sum(fresh.predictions.values()) - 1.0) < 1e-4 and "Round **1**" in fresh.progress

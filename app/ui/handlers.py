@@ -29,14 +29,11 @@ from app.ui.sessions import NO_PROJECT, Sessions
 from app.ui.views import (
     LabelView,
     Upcoming,
-    guess_value,
     image_view,
     job_key,
     message_view,
     parse_labels,
-    progress_line,
     status_html,
-    upcoming,
     waiting_message,
 )
 from app.ui.visitors import Visitors
@@ -72,7 +69,8 @@ class PollResult:
         status: the status line HTML.
         key: the new job key (compare with the last one to see a change).
         view: a whole new view when the person was waiting for an image, else None.
-        refresh: True when the predictions and progress of the image on screen should be redrawn.
+        refresh: True when the caption, predictions and progress of the image on screen should be redrawn.
+        caption: the new caption (with `refresh`): what the line about the model's guess says may have changed.
         predictions: the new predictions (with `refresh`).
         progress: the new progress line (with `refresh`).
         upcoming: the images this tab will probably get next (with `refresh`: a round may have changed them).
@@ -83,6 +81,7 @@ class PollResult:
     key: str
     view: LabelView | None = None
     refresh: bool = False
+    caption: str = ""
     predictions: dict[str, float] | str | None = None
     progress: str = ""
     upcoming: list[Upcoming] = field(default_factory=list)
@@ -401,10 +400,10 @@ class Handlers:
             if image_id is None:
                 result.view = self.next_view(session, client)
             else:
+                view = image_view(session, int(image_id), session.batch(), client, self.who(client))
                 result.refresh = True
-                result.predictions = guess_value(session, int(image_id))
-                result.progress = progress_line(session, int(image_id))
-                result.upcoming = upcoming(session, session.batch(), int(image_id), client, self.who(client))
+                result.caption, result.predictions = view.caption, view.guess
+                result.progress, result.upcoming = view.progress, view.upcoming
         except AppError as exc:
             log.warning("Poll could not refresh the view: %s", exc)
         return result

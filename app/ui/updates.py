@@ -63,7 +63,8 @@ def poll_updates(result: PollResult) -> tuple[Any, ...]:
     if result.view is not None:
         return head + view_updates(result.view)
     if result.refresh:
-        return head + skips(3) + (result.predictions, result.progress, gr.skip(), upcoming_html(result.upcoming))
+        refreshed = (result.caption, gr.skip(), result.predictions, result.progress, gr.skip())
+        return head + (gr.skip(),) + refreshed + (upcoming_html(result.upcoming),)
     return head + skips(7)
 
 
