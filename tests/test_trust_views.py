@@ -32,6 +32,7 @@ def test_too_few_random_checks_are_said_in_plain_words_and_draw_no_curve(store: 
     assert "Model of round 1 ready (20 labels). Not enough random checks yet" in text
     board = dashboard.build(session_over(store))
     assert board.curve.empty and "Not enough random checks" in board.confusion and note in board.summary
+    assert board.curve_note.startswith("The curve starts with the first model measured on 5 random checks (2 so far)")
 
 
 def test_the_estimate_shows_with_its_range_count_and_the_advice(store: ProjectStore) -> None:
@@ -49,7 +50,7 @@ def test_the_estimate_shows_with_its_range_count_and_the_advice(store: ProjectSt
     assert "Accuracy about 84% (95% range 70%–92%, from 12 random checks)." in text and KEEP in text
     board = dashboard.build(session_over(store))
     assert list(board.curve["labeled"]) == [60, 60, 60]  # the held-out round is not mixed into the curve
-    assert sorted(board.curve["value"]) == [0.7, 0.84, 0.92]
+    assert sorted(board.curve["value"]) == [0.7, 0.84, 0.92] and board.curve_note is None
     assert KEEP in board.summary and "3% away" in board.summary
     assert "random checks" in board.confusion and "50%–94%" in board.confusion
     assert list(board.history["95% range"]) == ["0.70–0.92", ""]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from app.core.audit import MIN_AUDIT
 from app.core.metrics import MATRIX_MAX_CLASSES, top_confusions
 from app.core.store import RoundRow
 from app.engine import suspect_cache
@@ -41,6 +42,7 @@ class Dashboard:
     history: pd.DataFrame
     summary: str
     annotators: str = ""
+    curve_note: str | None = None
 
 
 def empty() -> Dashboard:
@@ -72,6 +74,7 @@ def build(session: ActiveLearningSession | None) -> Dashboard:
     summary += suspects_text(session)
     return Dashboard(
         curve=pd.DataFrame(curve_rows, columns=CURVE_COLUMNS),
+        curve_note=None if curve_rows else empty_curve_note(rounds[-1].metrics if rounds else {}),
         counts=pd.DataFrame({"label": list(counts), "count": list(counts.values())}),
         confusion=confusion or _note(_why_no_confusion(rounds)),
         history=pd.DataFrame([_history_row(r) for r in rounds][::-1], columns=HISTORY_COLUMNS),
@@ -91,6 +94,15 @@ def suspects_text(session: ActiveLearningSession) -> str:
         return ""
     many = f"{count} labels look" if count != 1 else "1 label looks"
     return f"  \n**{many} wrong** — check them in Review → Likely wrong labels."
+
+
+def empty_curve_note(last: dict) -> str:
+    """Why the accuracy curve has no point yet, and when it gets its first."""
+    checks = int(last.get("audit_n") or 0)
+    return (
+        f"The curve starts with the first model measured on {MIN_AUDIT} random checks ({checks} so far): a few "
+        "images of every batch are picked at random for this."
+    )
 
 
 def _curve_rows(labeled: int, metrics: dict) -> list[dict]:

@@ -38,7 +38,8 @@ class DashboardPanel:
 def dashboard_updates(h: Handlers, project: str | None) -> tuple[Any, ...]:
     """The dashboard of `project` (an empty one without a project)."""
     d = dashboard.build(h.sessions.maybe(project))
-    return d.summary, d.curve, d.counts, d.confusion, d.history, d.annotators
+    curve = gr.update(value=d.curve, caption=d.curve_note)
+    return d.summary, curve, d.counts, d.confusion, d.history, d.annotators
 
 
 def build_dashboard_panel() -> DashboardPanel:
