@@ -32,7 +32,7 @@ def test_too_few_random_checks_are_said_in_plain_words_and_draw_no_curve(store: 
     assert "Model of round 1 ready (20 labels). Not enough random checks yet" in text
     board = dashboard.build(session_over(store))
     assert board.curve.empty and "Not enough random checks" in board.confusion and note in board.summary
-    assert board.curve_note.startswith("The curve starts with the first model measured on 5 random checks (2 so far)")
+    assert board.curve_note == "Accuracy: from 5 random checks (2 so far)"
 
 
 def test_the_estimate_shows_with_its_range_count_and_the_advice(store: ProjectStore) -> None:

@@ -97,12 +97,8 @@ def suspects_text(session: ActiveLearningSession) -> str:
 
 
 def empty_curve_note(last: dict) -> str:
-    """Why the accuracy curve has no point yet, and when it gets its first."""
-    checks = int(last.get("audit_n") or 0)
-    return (
-        f"The curve starts with the first model measured on {MIN_AUDIT} random checks ({checks} so far): a few "
-        "images of every batch are picked at random for this."
-    )
+    """The empty accuracy chart's title: when its first point comes."""
+    return f"Accuracy: from {MIN_AUDIT} random checks ({int(last.get('audit_n') or 0)} so far)"
 
 
 def _curve_rows(labeled: int, metrics: dict) -> list[dict]:

@@ -16,6 +16,8 @@ from app.ui.handlers import Handlers
 from app.ui.states import States
 from app.ui.updates import PRIVATE
 
+CURVE_TITLE = "Accuracy on random checks (95% range)"
+
 
 @dataclass(frozen=True)
 class DashboardPanel:
@@ -38,7 +40,7 @@ class DashboardPanel:
 def dashboard_updates(h: Handlers, project: str | None) -> tuple[Any, ...]:
     """The dashboard of `project` (an empty one without a project)."""
     d = dashboard.build(h.sessions.maybe(project))
-    curve = gr.update(value=d.curve, caption=d.curve_note)
+    curve = gr.update(value=d.curve, title=d.curve_note or CURVE_TITLE)
     return d.summary, curve, d.counts, d.confusion, d.history, d.annotators
 
 
@@ -51,7 +53,7 @@ def build_dashboard_panel() -> DashboardPanel:
                 x="labeled",
                 y="value",
                 color="metric",
-                title="Accuracy on random checks (95% range)",
+                title=CURVE_TITLE,
                 x_title="labeled images",
                 y_title="accuracy",
                 y_lim=[0, 1.05],
