@@ -7,6 +7,12 @@ Each phase runs in its own child process, so its peak resident memory (``ru_maxr
 - ``round``: the session's path of a labeling round: the cache's float16 memory map (`EmbeddingCache.matrix`, as
   `ActiveLearningSession.run_round` reads it; no float32 copy), then `rounds.run` (head learner, score, select)
   with each strategy (and the cold start), 300 labeled images.
+- ``similar``: "More like this" (`app.engine.queues.similar`) for one image, 300 images labeled.
+- ``suspects``: the likely-wrong-labels check of 300 labeled images (`app.engine.suspect_cache`'s computation).
+- ``extension``: the batch's extension (`app.engine.extension.pick_extension`) over the unlabeled pool.
+
+The last three call the engine's functions on a stand-in session (`_Project`: the store's and the model's reads
+they make), so no 1M-image project database is needed.
 
 Peak memory is reported above the process's resident memory right after importing numpy, torch and Lightning
 (the "baseline": what any process of the app pays before it loads a backbone or touches embeddings).
@@ -14,6 +20,7 @@ Peak memory is reported above the process's resident memory right after importin
     python -m benchmarks.memory                   # 100k pool
     python -m benchmarks.memory --pool 1000000 --dir /tmp/cache1m --keep   # 1M pool (2.6 GB of cache on disk)
     python -m benchmarks.memory --phase round --dir /tmp/cache1m           # rounds on a cache already written
+    python -m benchmarks.memory --phase similar --dir /tmp/cache1m         # or suspects, extension
     /usr/bin/time -v python -m benchmarks.memory --phase round --dir DIR   # a phase alone, under time -v
 
 Targets (docs/benchmarks.md): the engine's peak beyond the imports <= 1.5 GB at 100k images, <= 3 GB at 1M.
@@ -44,6 +51,7 @@ from app.engine.embedding_cache import EmbeddingCache
 from benchmarks.round_latency import synthetic_embeddings
 
 CHUNK = 2048
+FEATURES = ("similar", "suspects", "extension")
 MB = 1024 * 1024
 
 
@@ -126,13 +134,79 @@ def round_phase(directory: Path, pool: int, labeled: int, strategies: list[str])
     }
 
 
+class _Project:
+    """The reads `queues.similar`, `suspect_cache` and `pick_extension` make of a session, its store and its model,
+    for a pool of cached embeddings with `labeled` images labeled (20 labels) and a model's probabilities."""
+
+    def __init__(self, cache: EmbeddingCache, labeled: int) -> None:
+        from app.core.settings import ProjectSettings
+
+        ids = cache.ids()
+        rng = np.random.default_rng(0)
+        self.cache, self.settings, self.label_names = cache, ProjectSettings(), [f"c{i}" for i in range(20)]
+        self.ids = [int(i) for i in ids]
+        lab = ids[np.sort(rng.choice(len(ids), size=labeled, replace=False))]
+        self.labels_of = {int(i): self.label_names[int(rng.integers(0, 20))] for i in lab}
+        self.store = self.model = self
+        self.probs = rng.random((len(ids), 20), dtype=np.float32)  # no transient above what is kept
+        self.probs /= self.probs.sum(axis=1, keepdims=True)
+
+    def image_ids(self) -> list[int]:
+        return list(self.ids)
+
+    def labels(self) -> list[str]:
+        return list(self.label_names)
+
+    def current_labels(self) -> dict[int, str]:
+        return dict(self.labels_of)
+
+    def current_round(self) -> int:
+        return 1
+
+    def batch(self) -> list:
+        return []
+
+    def current_cache(self) -> EmbeddingCache:
+        return self.cache
+
+    def probs_for(self, ids: list[int]) -> np.ndarray:
+        return self.probs[np.asarray(ids, dtype=np.int64) - int(self.ids[0])]  # the cache's ids run 0, 1, 2 ...
+
+
+def feature_phase(phase: str, directory: Path, labeled: int) -> dict:
+    """Peak memory of one feature on the cache in `directory` (see the module docstring)."""
+    from app.engine import queues, suspect_cache
+    from app.engine.extension import pick_extension
+
+    project = _Project(EmbeddingCache(directory), labeled)
+    base = rss_mb()  # after the stand-in's own arrays (the probabilities a model keeps anyway)
+    t = time.perf_counter()
+    if phase == "similar":
+        anchor = next(i for i in project.ids if i not in project.labels_of)
+        found = len(queues.similar(project, anchor, 48))  # type: ignore[arg-type]
+    elif phase == "suspects":
+        found = suspect_cache._compute(project, 1)  # type: ignore[arg-type]
+    else:
+        pool = [i for i in project.ids if i not in project.labels_of]
+        found = len(pick_extension(project, project, project.settings, pool))  # type: ignore[arg-type]
+    return {
+        "phase": phase,
+        "pool": len(project.ids),
+        "labeled": labeled,
+        "baseline_mb": round(base, 1),
+        "peak_above_baseline_mb": round(peak_mb() - base, 1),
+        "seconds": round(time.perf_counter() - t, 2),
+        "found": found,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--labeled", type=int, default=300)
     parser.add_argument("--strategies", default=f"margin,{DEFAULT_STRATEGY},diversity,{COLD_START}")
-    parser.add_argument("--phase", choices=("all", "fill", "round"), default="all")
+    parser.add_argument("--phase", choices=("all", "fill", "round", *FEATURES), default="all")
     parser.add_argument("--dir", help="cache directory (default: a temporary one); `all` fills it unless it is full")
     parser.add_argument("--keep", action="store_true", help="with --dir: keep the cache for another run")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -144,6 +218,9 @@ def main() -> None:
         return
     if args.phase == "round":
         print(json.dumps(round_phase(Path(args.dir), args.pool, args.labeled, strategies)))
+        return
+    if args.phase in FEATURES:
+        print(json.dumps(feature_phase(args.phase, Path(args.dir), args.labeled)))
         return
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
         tmp = args.dir or scratch

@@ -21,10 +21,11 @@ from app.core.progress import ProgressFn, no_progress
 from app.engine import gpu
 from app.engine.embedding_cache import EmbeddingCache
 from app.engine.learners import FitData, Fitted, embed_missing, stopped
+from app.engine.pool_scoring import pool_probs
 from lit_models.backbones import LoadedBackbone
 from lit_models.callbacks import Cancelled
 from lit_models.finetune import MIN_IMAGES, finetune, has_gpu
-from lit_models.train import predict_proba, train_head
+from lit_models.train import train_head
 from lit_models.trainer import Compute
 
 REEMBED_MESSAGE = "Re-embedding every image with the fine-tuned model"
@@ -114,7 +115,7 @@ class FineTuneLearner:
         except Cancelled:
             shutil.rmtree(cache.directory, ignore_errors=True)
             return None
-        probs = predict_proba(tuned_head, cache.get(ids))
+        probs = pool_probs(tuned_head, cache.matrix(ids))  # float16 blocks from the memory map, no float32 copy
         return Fitted(
             tuned_head, names, cache=cache, backbone=tuned, ids=np.asarray(ids, dtype=np.int64), probs=probs,
             train_seconds=train_seconds,

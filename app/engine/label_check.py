@@ -4,7 +4,8 @@ nearest labeled neighbours (`app.core.label_issues`).
 The out-of-fold probabilities come from the evaluation's cross-fitting (`app.engine.evaluation.cross_fit`) with
 every label in a fold: each labeled image is scored by a head (the project's head settings) trained on the other
 folds. :func:`find_suspects` works on plain arrays (the `check-labels` command); :func:`project_suspects` reads a
-project's labels (`ActiveLearningSession.suspects`).
+project's labels; :func:`cached_suspects` reads them with the labeled images' vectors from the embedding cache
+(`ActiveLearningSession.suspects`, `app.engine.suspect_cache`): only those rows, never a float32 copy of the pool.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from app.core.label_issues import label_issues
 from app.core.settings import ProjectSettings
 from app.core.store import ProjectStore
+from app.engine.embedding_cache import EmbeddingCache
 from app.engine.evaluation import cross_fit
 
 MIN_LABELS = 10  # fewer labeled images than this: nothing is judged (each fold's head would learn from too few)
@@ -103,7 +105,8 @@ def project_suspects(
     """A project's likely-wrong labels from its current labels and the frozen embeddings `x` of the images `ids`.
 
     Args:
-        ids: image ids (as the store lists them); `x` their embeddings in that order.
+        ids: image ids (as the store lists them); `x` their embeddings in that order (float16 or float32, a memory
+            map or an array: only the labeled images' rows are read, as float32).
         top: at most this many (None = every suspected image).
     """
     names = store.labels()
@@ -112,8 +115,28 @@ def project_suspects(
     rows = [r for r, image_id in enumerate(ids) if current.get(image_id) in index]
     labeled = [ids[r] for r in rows]
     y = np.array([index[current[i]] for i in labeled], dtype=np.int64)
-    x_lab = x[np.asarray(rows, dtype=np.int64)] if rows else x[:0]
+    x_lab = np.asarray(x[np.asarray(rows, dtype=np.int64)] if rows else x[:0], dtype=np.float32)
     return find_suspects(
         labeled, x_lab, y, names, hidden=settings.head_hidden, max_epochs=settings.max_epochs, seed=settings.seed,
         top=top,
     )  # fmt: skip
+
+
+def cached_suspects(
+    store: ProjectStore,
+    settings: ProjectSettings,
+    cache: EmbeddingCache,
+    ids: Sequence[int] | None = None,
+    *,
+    top: int | None = None,
+) -> list[Suspect]:
+    """`project_suspects` of the labeled images among `ids` (None: every image of the store) that `cache` holds.
+
+    Only the labeled images' vectors are read from the cache (a few thousand rows), never the pool's: at 1M x 1280
+    a float32 copy of every vector would be 5 GB.
+    """
+    wanted = np.asarray(store.image_ids() if ids is None else ids, dtype=np.int64).reshape(-1)
+    current = store.current_labels()
+    labeled = np.fromiter(current, dtype=np.int64, count=len(current))
+    keep = wanted[np.isin(wanted, labeled) & np.isin(wanted, cache.ids())].tolist()
+    return project_suspects(store, settings, keep, cache.get(keep), top=top) if keep else []

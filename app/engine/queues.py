@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.core.pool_rows import NUMPY, Dense, blocks
 from app.engine import suspect_cache
+from app.engine.pool_scoring import torch_dense
 from app.engine.session import ActiveLearningSession
 
 
@@ -64,26 +66,48 @@ def confident(session: ActiveLearningSession, label: str, limit: int, skip: int 
 def similar(session: ActiveLearningSession, image_id: int, limit: int) -> list[Tile]:
     """The unlabeled images nearest to `image_id` in the cached embeddings (cosine), nearest first.
 
-    Exact, by one matrix-vector product over the candidates (docs/benchmarks.md, "More like this at scale": 1.1 s
-    at 100k x 1280 here, where scikit-learn's `NearestNeighbors` took 13 s to fit and query).
+    Exact, by one matrix-vector product over the candidates, read block by block from the cache's float16 memory
+    map (no float32 copy of the pool; docs/benchmarks.md, "More like this at scale").
     """
     cache = session.model.current_cache()
-    pool = [int(i) for i in cache.ids().tolist()]
-    if int(image_id) not in set(pool):
+    ids = cache.ids()
+    where = np.flatnonzero(ids == int(image_id))
+    if not len(where):
         return []
-    labeled = set(session.store.current_labels()) | _held_out(session)
-    candidates = [i for i in pool if i not in labeled and i != int(image_id)]
-    if not candidates or limit <= 0:
+    taken = set(session.store.current_labels()) | _held_out(session)
+    keep = ~np.isin(ids, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+    keep[where] = False
+    candidates = np.flatnonzero(keep)  # rows of the cache, in its order
+    if not len(candidates) or limit <= 0:
         return []
-    rows = nearest(cache.get(candidates), cache.get([int(image_id)])[0], limit)
-    return _with_guesses(session, [candidates[r] for r in rows])
+    x = cache.matrix(ids)  # the memory map itself (every cached image, in the cache's order)
+    rows = nearest(x, x[int(where[0])], limit, rows=candidates, dense=torch_dense())
+    return _with_guesses(session, [int(ids[candidates[r]]) for r in rows])
 
 
-def nearest(vectors: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-    """Rows of `vectors` (N, D) by cosine similarity to `query` (D,), the `k` nearest first (ties: lower row first)."""
-    norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
-    sims = (vectors @ query.astype(vectors.dtype)) / norms
+def nearest(
+    vectors: np.ndarray, query: np.ndarray, k: int, *, rows: np.ndarray | None = None, dense: Dense = NUMPY
+) -> np.ndarray:
+    """Positions among `rows` of `vectors` (None: every row) by cosine similarity to `query` (D,), the `k`
+    nearest first (ties: lower position first).
+
+    `vectors` (N, D) may be float16 (the embedding cache's memory map): it is read `pool_rows.BLOCK_ROWS` rows at a
+    time, each block widened to float32 (`dense.widen`) and its mapped pages given back, so nothing pool-sized but
+    the similarities (4 bytes a row) is allocated. When `rows` are most of `vectors`, every row is read in order
+    (no gather) and the similarities of `rows` kept.
+    """
+    q = np.asarray(query, dtype=np.float32).reshape(-1, 1)
+    every = rows is None or 2 * len(rows) >= len(vectors)  # most rows (a pool): read them all in order, no gather
+    sims = np.empty(len(vectors) if every else len(rows), dtype=np.float32)
+    for s, block in blocks(vectors, None if every else rows, widen=dense.widen):
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        sims[s : s + len(block)] = dense.matmul(block, q)[:, 0] / np.maximum(norms, 1e-12)
+        del block, norms  # one block alive at a time, not two while the next is read
+    if every and rows is not None:
+        sims = sims[rows]
     k = min(k, len(sims))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
     top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
     return top[np.lexsort((top, -sims[top]))]
 

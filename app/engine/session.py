@@ -275,7 +275,7 @@ class ActiveLearningSession:
         request path."""
         ids = self.store.image_ids()
         self._embed(ids)
-        return label_check.project_suspects(self.store, self.settings, ids, self.model.cache.get(ids), top=top)
+        return label_check.cached_suspects(self.store, self.settings, self.model.cache, ids, top=top)
 
     def progress(self) -> dict[str, Any]:
         """Counts for the progress line: labeled, total, round, batch position."""

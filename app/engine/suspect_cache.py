@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.engine.label_check import Suspect, project_suspects
+from app.engine.label_check import Suspect, cached_suspects
 
 if TYPE_CHECKING:
     from app.engine.session import ActiveLearningSession
@@ -68,12 +68,10 @@ def wait(session: ActiveLearningSession, timeout: float | None = None) -> Kept |
 
 
 def _compute(session: ActiveLearningSession, round_: int) -> int:
-    """The suspects of the images already embedded (a round embeds every image; this embeds none)."""
+    """The suspects of the images already embedded (a round embeds every image; this embeds none), from the
+    labeled images' vectors alone."""
     try:
-        cache = session.model.cache
-        embedded = {int(i) for i in cache.ids().tolist()}
-        ids = [i for i in session.store.image_ids() if i in embedded]
-        found = project_suspects(session.store, session.settings, ids, cache.get(ids)) if ids else []
+        found = cached_suspects(session.store, session.settings, session.model.cache)
     except Exception:
         with _lock:
             _kept[session] = Kept(round_, (), failed=True)
