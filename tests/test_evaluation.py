@@ -115,7 +115,7 @@ def _settled_round(monkeypatch, kappa: float, audit_every: int = 5):
     audit[::audit_every] = True
     history = tuple({"labeled": 200 + 20 * i, "agreement": kappa} for i in range(3))
     data = RoundData.from_arrays(x, np.arange(300), y[:300], num_classes=4, seed=0, audit=audit, history=history)
-    monkeypatch.setattr(evaluation, "_stability", lambda data, fitted: {"agreement": kappa})
+    monkeypatch.setattr(evaluation, "_stability", lambda data, fitted, labeled: {"agreement": kappa})
     return run(data, HeadLearner(max_epochs=5), strategy="margin", k=5, evaluate=evaluation.evaluate).metrics
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from app.core.audit import AUDIT, audit_count, audit_estimate, draw_audit, place_audit, wilson_interval
 from app.core.calibration import expected_calibration_error, fit_temperature, not_sure, tempered
-from app.core.stopping import advise, agreement, cohen_kappa, paired_gain, stop_set
+from app.core.stopping import advise, agreement, cohen_kappa, paired_gain, reference, stop_set, window_kappa
 from app.engine.rounds import RoundData, picks
 
 
@@ -96,21 +96,34 @@ def test_kappa_and_the_stop_set():
 def test_the_stop_rule_needs_a_window_of_settled_rounds_and_no_clear_gain():
     flat = paired_gain([True] * 30, [True] * 30, 100)
     assert flat == {"gain": 0.0, "low": 0.0, "n": 30}
-    assert advise([None, 0.995, 0.995], flat, 30)["stop"] is False  # two kappas: window not full
-    assert advise([0.999, 0.999, 0.98, 0.985], flat, 30)["stop"] is False  # mean of last 3 < 0.99
-    done = advise([0.9, 0.995, 0.993, 0.999], flat, 30)
+    labels = [40, 120, 140, 160]  # the window: the rounds of the last 100 labels, here the last three
+    assert advise([None, 0.995, 0.995], labels[:3], flat, 30)["stop"] is False  # two rounds: window not full
+    assert advise([0.999, 0.999, 0.98, 0.985], labels, flat, 30)["stop"] is False  # mean of the window < 0.99
+    assert advise([0.9, 0.995, 0.993, 0.999], [100, 120, 140, 160], flat, 30)["stop"] is False  # 0.9 is in it
+    done = advise([0.9, 0.995, 0.993, 0.999], labels, flat, 30)
     assert done["stop"] and done["text"].startswith("You can stop:") and "about 0 points" in done["text"]
     # 100 labels more turned 8 of 30 checks from wrong to right and none the other way: clearly rising
     rising = paired_gain([True] * 30, [False] * 8 + [True] * 22, 100)
     assert rising["gain"] == pytest.approx(8 / 30) and rising["low"] > 0.1
-    kept = advise([0.995] * 4, rising, 30)
+    kept = advise([0.995] * 4, labels, rising, 30)
     assert not kept["stop"] and "still clearly rising" in kept["text"] and "about 27 points" in kept["text"]
     # one check of 30 gained, one lost: no clear gain, so the settled guesses decide
     mixed = paired_gain([True, False] + [True] * 28, [False, True] + [True] * 28, 100)
-    assert mixed["gain"] == 0.0 and mixed["low"] < 0 and advise([0.995] * 4, mixed, 30)["stop"]
-    assert advise([0.995] * 4, flat, 10)["stop"] is False  # too few random checks
-    assert advise([0.995] * 4, None, 30)["stop"] is False  # gain not measured
+    assert mixed["gain"] == 0.0 and mixed["low"] < 0 and advise([0.995] * 4, labels, mixed, 30)["stop"]
+    assert advise([0.995] * 4, labels, flat, 10)["stop"] is False  # too few random checks
+    assert advise([0.995] * 4, labels, None, 30)["stop"] is False  # gain not measured
     assert paired_gain([True], [False], 25)["gain"] == pytest.approx(4.0)  # per 100 labels, from 25 left out
+
+
+def test_the_window_and_the_models_compared_are_counted_in_labels_not_rounds():
+    # batches of 10: a model is compared with the one 20 labels older, and the window spans ten rounds
+    labels = list(range(100, 200, 10))
+    assert reference(labels, 200) == labels.index(180) and reference(labels, 115) is None
+    assert window_kappa([0.995] * 10, labels) == pytest.approx(0.995)
+    later = list(range(100, 210, 10))
+    assert window_kappa([0.95] + [0.995] * 10, later) == pytest.approx(0.995)  # 100 labels back: outside
+    assert window_kappa([0.995] * 8 + [0.95, 0.95], labels) < 0.99
+    assert window_kappa([0.995, 0.995], [180, 190]) is None  # fewer than three rounds
 
 
 def test_few_random_checks_are_scored_leave_one_out(monkeypatch):

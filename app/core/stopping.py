@@ -1,10 +1,13 @@
 """When more labels stop paying: stabilizing predictions plus a flat accuracy estimate. Advice only.
 
 Stabilizing predictions (Bloodgood & Vijay-Shanker 2009): a fixed random "stop set" of images is predicted by every
-round's model; Cohen's kappa between successive rounds' predictions on the whole stop set says
-how much the model still changes. With kappa above T, successive models differ by at most 4(1 - T)/T in F-measure
-(Bloodgood & Grothendieck 2013). The rule here is theirs and small-text's `KappaAverage` defaults: a window of 3
-rounds whose mean kappa is at least 0.99. Alone it can fire on a model that changes slowly but still improves, so
+round's model; Cohen's kappa between the predictions of models some labels apart on the whole stop set says how
+much the model still changes. With kappa above T, the two models differ by at most 4(1 - T)/T in F-measure
+(Bloodgood & Grothendieck 2013). The rule is theirs and small-text's `KappaAverage` (mean kappa of a window at least
+0.99), measured in labels rather than rounds, so that the batch size does not change when it fires: each round's
+model is compared with the newest one at least `SPAN` labels older (the previous round with batches of 20), and
+the window holds the rounds of the last `WINDOW_LABELS` labels (at least `WINDOW` of them). Alone it can fire on a
+model that changes slowly but still improves, so
 the advice also asks the random checks: heads trained without `LEAVE_OUT` of the labels score the same checks as
 the heads on every label (`paired_gain`), and while that shows, beyond doubt, more than `PLATEAU_GAIN` per 100
 labels, the advice is to keep going. The slope of the estimates themselves cannot say this: each estimate adds new
@@ -19,7 +22,9 @@ import numpy as np
 
 STOP_SET_SIZE = 500
 KAPPA = 0.99
-WINDOW = 3
+WINDOW = 3  # fewest agreements in a window
+SPAN = 20  # labels between the two models an agreement compares
+WINDOW_LABELS = 100  # the window: the agreements of the rounds of the last this many labels
 PLATEAU_GAIN = 0.01  # gain per 100 labels that the random checks must show, beyond doubt, to say keep going
 LEAVE_OUT = 100  # labels left out of the heads that measure the gain
 Z_ONE_SIDED = 1.644854  # one-sided 95 % normal quantile
@@ -90,10 +95,22 @@ def agreement(
     return cohen_kappa(a, b, classes), len(common)
 
 
-def window_kappa(kappas: Sequence[float | None]) -> float | None:
-    """Mean agreement of the last `WINDOW` rounds, or None until each of them has one."""
-    recent = [k for k in kappas[-WINDOW:] if k is not None]
-    return float(np.mean(recent)) if len(recent) == WINDOW else None
+def reference(labels: Sequence[int], now: int) -> int | None:
+    """Which earlier round (index into `labels`, the labels of each) a model on `now` labels is compared with: the
+    newest one at least `SPAN` labels older; None when there is none."""
+    older = [i for i, n in enumerate(labels) if n <= now - SPAN]
+    return older[-1] if older else None
+
+
+def window_kappa(kappas: Sequence[float | None], labels: Sequence[int]) -> float | None:
+    """Mean agreement of the rounds of the last `WINDOW_LABELS` labels (one kappa and label count per round, the
+    newest last), or None until that window has `WINDOW` rounds and each of them an agreement."""
+    if not labels:
+        return None
+    recent = [k for k, n in zip(kappas, labels, strict=True) if n > labels[-1] - WINDOW_LABELS]
+    if len(recent) < WINDOW or any(k is None for k in recent):
+        return None
+    return float(np.mean(recent))
 
 
 def paired_gain(now_right: Sequence[bool], before_right: Sequence[bool], left_out: int, per: int = 100) -> dict:
@@ -112,11 +129,12 @@ def paired_gain(now_right: Sequence[bool], before_right: Sequence[bool], left_ou
     return {"gain": float(d.mean()) * scale, "low": (float(d.mean()) - Z_ONE_SIDED * se) * scale, "n": len(d)}
 
 
-def advise(kappas: Sequence[float | None], gain: dict | None, audit_n: int) -> dict:
+def advise(kappas: Sequence[float | None], labels: Sequence[int], gain: dict | None, audit_n: int) -> dict:
     """Stop or keep going, with the reason in plain words.
 
     Args:
-        kappas: agreement with the previous round, one per round so far (None where it could not be measured).
+        kappas: each round's agreement with its `reference` round, one per round so far (None where it could not be
+            measured); `labels` the labels of each.
         gain: `paired_gain` of the newest model, or None where it was not measured (it is measured only once the
             guesses have settled and there are `MIN_AUDIT_TO_STOP` random checks).
         audit_n: random check labels behind the newest estimate.
@@ -125,13 +143,13 @@ def advise(kappas: Sequence[float | None], gain: dict | None, audit_n: int) -> d
         {"stop": bool, "text": "You can stop: ..." / "Keep going: ...", "kappa": mean kappa of the window or None,
         "gain_100": expected gain of the next 100 labels or None, "gain_low": its lower bound or None}.
     """
-    kappa = window_kappa(kappas)
+    kappa = window_kappa(kappas, labels)
     g = None if gain is None else max(float(gain["gain"]), 0.0)
     low = None if gain is None else float(gain["low"])
     out = {"kappa": kappa, "gain_100": g, "gain_low": low}
     gain_text = "" if g is None else f"; on the random checks, 100 more labels add about {g * 100:.0f} points"
     if kappa is None:
-        why = f"the model is still new (its guesses are compared over {WINDOW} rounds before advising)"
+        why = f"the model is still new (its guesses are compared over {WINDOW_LABELS} labels before advising)"
     elif kappa < KAPPA:
         why = f"its guesses still change from round to round (agreement {kappa:.3f}; {KAPPA} means settled)"
     elif audit_n < MIN_AUDIT_TO_STOP or low is None:

@@ -83,16 +83,19 @@ def _rows_of(fitted: Any, ids: np.ndarray) -> np.ndarray | None:
     return None if any(r is None for r in rows) else np.asarray(rows, dtype=np.int64)
 
 
-def _stability(data: EvalData, fitted: Any) -> dict[str, Any]:
-    """This round's stop set predictions and their agreement with the previous round's, on the whole fixed stop set
-    (images labeled since included, as in Bloodgood & Vijay-Shanker and small-text: without them the set keeps only
-    the easy images the strategy left, and agreement looks settled while the model still learns the hard ones)."""
+def _stability(data: EvalData, fitted: Any, labeled: int) -> dict[str, Any]:
+    """This round's stop set predictions and their agreement with those of the newest round at least
+    `stopping.SPAN` labels older, on the whole fixed stop set (images labeled since included, as in Bloodgood &
+    Vijay-Shanker and small-text: without them the set keeps only the easy images the strategy left, and agreement
+    looks settled while the model still learns the hard ones)."""
     ids = data.ids[stop_set(data.ids)]
     rows = _rows_of(fitted, ids)
     if rows is None:
         return {}
     pred = fitted.probs[rows].argmax(axis=1)
-    previous = data.history[-1].get("stop_set") if data.history else None
+    past = [h for h in data.history if h.get("labeled") is not None]
+    at = stopping.reference([int(h["labeled"]) for h in past], labeled)
+    previous = None if at is None else past[at].get("stop_set")
     kappa, compared = agreement(previous, ids.tolist(), pred.tolist(), None, len(data.label_names))
     return {"stop_set": {"ids": ids.tolist(), "pred": pred.tolist()}, "agreement": kappa, "agreement_n": compared}
 
@@ -119,9 +122,10 @@ def recent_gain(
     return paired_gain(oof.argmax(axis=1) == y_audit, before.argmax(axis=1) == y_audit, count)
 
 
-def _kappas(data: EvalData, metrics: dict[str, Any]) -> list[float | None]:
+def _kappas(data: EvalData, metrics: dict[str, Any]) -> tuple[list[float | None], list[int]]:
     past = [h for h in data.history if h.get("labeled") is not None]
-    return [h.get("agreement") for h in past] + [metrics.get("agreement")]
+    kappas = [h.get("agreement") for h in past] + [metrics.get("agreement")]
+    return kappas, [int(h["labeled"]) for h in past] + [int(metrics["labeled"])]
 
 
 def evaluate(
@@ -167,10 +171,11 @@ def evaluate(
         metrics["note"] = (
             f"Not enough random checks yet to measure accuracy honestly ({metrics['audit_n']} of {MIN_AUDIT})."
         )
-    metrics.update(_stability(data, fitted))
-    kappas, audit_n = _kappas(data, metrics), int(metrics.get("audit_n") or 0)
+    metrics.update(_stability(data, fitted, len(rows)))
+    (kappas, labels), audit_n = _kappas(data, metrics), int(metrics.get("audit_n") or 0)
     gain = None
-    if oof is not None and audit_n >= stopping.MIN_AUDIT_TO_STOP and (window_kappa(kappas) or 0) >= stopping.KAPPA:
+    settled = (window_kappa(kappas, labels) or 0) >= stopping.KAPPA
+    if oof is not None and audit_n >= stopping.MIN_AUDIT_TO_STOP and settled:
         gain = recent_gain(data, oof, audit, hidden=hidden, max_epochs=max_epochs, seed=seed)
-    metrics["advice"] = advise(kappas, gain, audit_n)
+    metrics["advice"] = advise(kappas, labels, gain, audit_n)
     return metrics

@@ -221,7 +221,9 @@ def _measured(curve: Curve, metrics: dict, probs: np.ndarray, y_test: np.ndarray
     curve.estimate_high.append(metrics.get("accuracy_high") if shown else None)
     curve.ece.append(expected_calibration_error(probs, y_test))
     advice = metrics.get("advice", {})
-    curve.advice.append({k: advice.get(k) for k in ("kappa", "gain_100", "gain_low")})
+    curve.advice.append(
+        {"agreement": metrics.get("agreement"), **{k: advice.get(k) for k in ("kappa", "gain_100", "gain_low")}}
+    )
     if curve.stop_at is None and metrics.get("advice", {}).get("stop"):
         return curve._replace(stop_at=curve.labels[-1])
     return curve
