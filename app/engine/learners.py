@@ -6,7 +6,8 @@
   before there is any label to train on.
 
 A learner reads a :class:`FitData` (a `rounds.RoundData` is one) and returns a frozen :class:`Fitted`: the head,
-its label names, the features it reads, the tuned backbone (fine-tune mode) and its probabilities for every image.
+its label names, the features it reads, the tuned backbone (fine-tune mode) and its probabilities for every image
+(for the rows the data names in `scored_rows` only: a big pool's candidates, `app.core.candidates`).
 Selection, evaluation and what is saved are the round's business (`app.engine.rounds`), not the learner's.
 
 :func:`embed_missing` is the one way images get embedded into a cache (batched, chunk by chunk).
@@ -60,6 +61,8 @@ class Fitted:
         ids: the image ids the rows of `probs` belong to.
         probs: class probabilities, shape (len(ids), len(label_names)); None before anything is scored.
         train_seconds: wall time of the training alone (not the scoring).
+        partial: `ids` are only some of the images (a round on a big pool scores its candidates and the stop set,
+            `app.core.candidates`); `app.engine.model_state.ModelState` scores the rest before showing any.
     """
 
     head: Any
@@ -70,15 +73,27 @@ class Fitted:
     ids: np.ndarray = field(default_factory=_no_ids)
     probs: np.ndarray | None = None
     train_seconds: float = 0.0
+    partial: bool = False
 
     @property
     def finetuned(self) -> bool:
         """Whether the head reads a fine-tuned backbone's features rather than the frozen one's."""
         return self.cache is not None
 
-    def scored(self, ids: Sequence[int] | np.ndarray, probs: np.ndarray | None) -> Fitted:
-        """The same model with probabilities for `ids`."""
-        return replace(self, ids=np.asarray(ids, dtype=np.int64), probs=probs)
+    def scored(self, ids: Sequence[int] | np.ndarray, probs: np.ndarray | None, *, partial: bool = False) -> Fitted:
+        """The same model with probabilities for `ids` (`partial`: not every image's)."""
+        return replace(self, ids=np.asarray(ids, dtype=np.int64), probs=probs, partial=partial)
+
+    def probs_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray | None:
+        """Probabilities (len(ids), C) of `ids`, in that order; None when one of them was not scored."""
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if self.probs is None or (len(self.ids) == 0 and len(wanted)):
+            return None
+        if len(wanted) == len(self.ids) and np.array_equal(wanted, self.ids):
+            return self.probs
+        order = np.argsort(self.ids, kind="stable")
+        rows = order[np.clip(np.searchsorted(self.ids, wanted, sorter=order), 0, len(order) - 1)]
+        return self.probs[rows] if np.array_equal(self.ids[rows], wanted) else None
 
 
 class FitData(Protocol):
@@ -111,6 +126,11 @@ class FitData(Protocol):
     @property
     def tag(self) -> str:
         """Names what a learner keeps of this round (a fine-tuned pool's embeddings), e.g. "round0003"."""
+
+    @property
+    def scored_rows(self) -> np.ndarray | None:
+        """Rows of `x` whose probabilities the round needs (ascending; a big pool's candidates and the stop set,
+        `app.core.candidates`); None = every row."""
 
 
 class Learner(Protocol):
@@ -153,8 +173,11 @@ class HeadLearner:
         train_seconds = time.perf_counter() - start
         if stopped(stop):
             return None
-        probs = pool_probs(head, data.x)  # block by block from the (float16, memory-mapped) embeddings
-        return Fitted(head, tuple(data.label_names), ids=np.asarray(data.ids), probs=probs, train_seconds=train_seconds)
+        rows = getattr(data, "scored_rows", None)
+        probs = pool_probs(head, data.x, rows=rows)  # block by block from the (float16, memory-mapped) embeddings
+        ids = np.asarray(data.ids) if rows is None else np.asarray(data.ids)[rows]
+        fitted = Fitted(head, tuple(data.label_names), train_seconds=train_seconds)
+        return fitted.scored(ids, probs, partial=rows is not None)
 
 
 @dataclass(frozen=True)
@@ -168,7 +191,9 @@ class ImportedClassifier:
     trains: ClassVar[bool] = False
 
     def fit(self, data: FitData, progress: ProgressFn | None, stop: threading.Event | None) -> Fitted | None:
-        return self.fitted.scored(data.ids, pool_probs(self.fitted.head, data.x))
+        rows = getattr(data, "scored_rows", None)
+        ids = np.asarray(data.ids) if rows is None else np.asarray(data.ids)[rows]
+        return self.fitted.scored(ids, pool_probs(self.fitted.head, data.x, rows=rows), partial=rows is not None)
 
 
 def project_compute(settings: ProjectSettings) -> Compute:

@@ -27,6 +27,7 @@ from lit_models.backbones import BackboneSpec, LoadedBackbone, load_backbone
 __all__ = ["ACTIVE_SETTING", "IMPORTED", "ActiveModel", "ModelState", "spec_from_settings"]
 
 ACTIVE_SETTING = "active_model"  # the project setting naming a loaded checkpoint; None: the newest round's model
+ON_DEMAND = 4096  # images a probability lookup scores itself after a round scored only its candidates
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ModelState:
         self._backbone: LoadedBackbone | None = None
         self._fitted: Fitted | None = None
         self._loaded: ActiveModel | None = None  # the named checkpoint the current model came from, if it did
+        self._complete_lock = threading.Lock()  # one `complete_probs` at a time
         self.generation = 0
 
     def backbone(self) -> LoadedBackbone:
@@ -224,8 +226,36 @@ class ModelState:
             self._fitted = self._fitted.scored(cached, probs)
             self.generation += 1
 
+    def complete_probs(self) -> bool:
+        """Score every cached image of the project with the current model when a round on a big pool scored only its
+        candidates (`Fitted.partial`, `app.core.candidates`); kept only while that model is still current. The
+        probabilities of the images already scored do not change (the same model), so `generation` stays.
+
+        Runs in the background after such a round (`ActiveLearningSession.run_round`), and on demand when something
+        needs the rest of the pool first; one at a time (a second caller waits and finds the work done).
+
+        Returns:
+            Whether probabilities were added.
+        """
+        with self._complete_lock:
+            while True:
+                with self._lock:
+                    fitted = self._fitted
+                    if fitted is None or not fitted.partial or fitted.head is None or self.store is None:
+                        return False
+                    cache = self.current_cache()
+                wanted = np.asarray(self.store.image_ids(), dtype=np.int64)
+                cached = wanted[np.isin(wanted, cache.ids())]
+                probs = pool_probs(fitted.head, cache.matrix(cached))  # the memory map, block by block
+                with self._lock:
+                    if self._fitted is fitted:  # else a newer model came meanwhile: score that one, if it needs it
+                        self._fitted = fitted.scored(cached, probs)
+                        return True
+
     def scored(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(image ids, probabilities) of every image the current model has scored, or None before a model."""
+        """(image ids, probabilities) of every image the current model has scored, or None before a model; every
+        cached image (scored first when a round on a big pool scored only its candidates)."""
+        self.complete_probs()
         with self._lock:
             fitted = self._fitted
             if fitted is None or fitted.probs is None or len(fitted.ids) == 0:
@@ -233,18 +263,32 @@ class ModelState:
             return np.asarray(fitted.ids), np.asarray(fitted.probs)
 
     def probs_for(self, ids: Sequence[int]) -> np.ndarray | None:
-        """Probabilities (len(ids), C) for images the current model has scored, or None."""
+        """Probabilities (len(ids), C) for images the current model has scored, or None.
+
+        After a round on a big pool scored only its candidates, the other images of `ids` are scored on demand
+        (up to `ON_DEMAND` of them; more: the whole pool first, see `complete_probs`)."""
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
         with self._lock:
             fitted = self._fitted
-            if fitted is None or fitted.probs is None or len(fitted.ids) == 0:
-                return None
-            order = np.argsort(fitted.ids)
-            pos = np.searchsorted(fitted.ids, ids, sorter=order)
-            pos = np.clip(pos, 0, len(order) - 1)
-            rows = order[pos]
-            if not np.array_equal(fitted.ids[rows], np.asarray(ids, dtype=np.int64)):
-                return None
-            return fitted.probs[rows]
+        if fitted is None or fitted.probs is None or len(fitted.ids) == 0:
+            return None
+        found = fitted.probs_of(wanted)
+        if found is not None or not fitted.partial:
+            return found
+        missing = ~np.isin(wanted, fitted.ids)
+        if int(missing.sum()) > ON_DEMAND:
+            self.complete_probs()
+            with self._lock:
+                fitted = self._fitted
+            return None if fitted is None else fitted.probs_of(wanted)
+        try:  # the current model on the few images its round did not score
+            extra = pool_probs(fitted.head, self.current_cache().matrix(wanted[missing]))
+        except KeyError:  # not embedded yet
+            return None
+        out = np.empty((len(wanted), fitted.probs.shape[1]), dtype=fitted.probs.dtype)
+        out[missing] = extra
+        out[~missing] = fitted.probs_of(wanted[~missing])
+        return out
 
     # -------------------------------------------------------------- checkpoints
     def restore_active(self) -> None:

@@ -165,9 +165,14 @@ def _buffer(name: str, rows: int, width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _score_block(x: np.ndarray, s: int, e: int, out: torch.Tensor, head: Any, linear: Any) -> None:
-    """Softmax of the head's logits for rows `s` to `e` of `x` into `out[s:e]` (no_grad: grad mode is per thread)."""
-    src = torch.from_numpy(np.ascontiguousarray(x[s:e], dtype=np.float32 if x.dtype != np.float16 else None))
+def _score_block(
+    x: np.ndarray, rows: np.ndarray | None, s: int, e: int, out: torch.Tensor, head: Any, linear: Any
+) -> None:
+    """Softmax of the head's logits for rows `s` to `e` of `x` (of `x[rows]`: those rows gathered first) into
+    `out[s:e]` (no_grad: grad mode is per thread)."""
+    lo, hi = (s, e) if rows is None else run_of(rows[s:e])[:2]
+    part = x[s:e] if rows is None else x[rows[s:e]]
+    src = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32 if x.dtype != np.float16 else None))
     classes = out.shape[1]
     width = classes if linear is None else linear[0].shape[1]
     logits = _buffer("logits", e - s, width)
@@ -184,21 +189,25 @@ def _score_block(x: np.ndarray, s: int, e: int, out: torch.Tensor, head: Any, li
         else:
             torch.addmm(linear[1], chunk, linear[0], out=logits[p:q])
     torch.softmax(logits[:, :classes], dim=1, out=out[s:e])
-    release(x, s, e)
+    release(x, lo, hi)
 
 
 @torch.no_grad()
-def pool_probs(head: Any, x: np.ndarray, block: int = SCORE_BLOCK) -> np.ndarray:
-    """Class probabilities (N, C) float32 of every row of `x` (float16 or float32, a memory map or an array).
+def pool_probs(head: Any, x: np.ndarray, block: int = SCORE_BLOCK, *, rows: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities (N, C) float32 of every row of `x` (float16 or float32, a memory map or an array), or of
+    its `rows` only.
 
     Args:
         head: a ``lit_models.modules.HeadClassifier`` (its calibration temperature is in its weights).
         x: embeddings (N, D); read block by block, a memory map's pages released after each block.
         block: rows per task (see the module docstring).
+        rows: the rows of `x` to score (a round's candidates, `app.core.candidates`; ascending reads best), in the
+            order of the result; each block of them is gathered (float16) and scored. None = every row.
     """
     head = head.cpu().eval()
     x = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    n, classes = len(x), int(head.hparams.num_classes)
+    rows = None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+    n, classes = len(x) if rows is None else len(rows), int(head.hparams.num_classes)
     out = np.empty((n, classes), dtype=np.float32)
     linear = None
     if isinstance(head.net, nn.Linear):
@@ -210,5 +219,5 @@ def pool_probs(head: Any, x: np.ndarray, block: int = SCORE_BLOCK) -> np.ndarray
     starts = list(range(0, n, block))
     _quiet()
     result = torch.from_numpy(out)
-    _parallel(_score_block, [(x, s, min(n, s + block), result, head, linear) for s in starts])
+    _parallel(_score_block, [(x, rows, s, min(n, s + block), result, head, linear) for s in starts])
     return out

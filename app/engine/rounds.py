@@ -2,7 +2,9 @@
 
 The app (`ActiveLearningSession.run_round`), `python -m app simulate` and the benchmarks all call :func:`run`, so a
 simulation measures what the app does. :func:`read` and :func:`choose_learner` build a project's round;
-:func:`commit` records it (round row, round checkpoint, current model, next batch).
+:func:`commit` records it (round row, round checkpoint, current model, next batch). On a pool of more than
+`app.core.candidates.CANDIDATES` unlabeled images, a round scores and selects from a fresh random sample of them
+(and scores the stop set), see :func:`with_candidates`; smaller pools are scored and selected whole.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import numpy as np
 
 from app.core.audit import AUDIT, audit_count, draw_audit, place_audit
 from app.core.calibration import tempered
+from app.core.candidates import CANDIDATES, candidate_positions, scored_rows
 from app.core.errors import EmptyPoolError
 from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings
+from app.core.stopping import stop_set
 from app.core.store import ProjectStore
 from app.core.strategies import Selection, select_batch
 from app.engine.evaluation import NOT_ENOUGH_LABELS, evaluate
@@ -61,6 +65,8 @@ class RoundData:
         audit: which labeled rows are audit labels (drawn at random from the pool); None = none.
         history: what the evaluation keeps of each earlier round (labeled, the estimate, the agreement; the newest
             also its stop set predictions), oldest first.
+        candidates: positions (into `pool_rows`, ascending) the strategy picks from; None = the whole pool.
+        scored_rows: rows (ascending) the learner scores: the candidates' and the stop set's; None = every row.
     """
 
     ids: np.ndarray
@@ -74,6 +80,8 @@ class RoundData:
     number: int = 1
     audit: np.ndarray | None = None
     history: tuple[dict[str, Any], ...] = ()
+    candidates: np.ndarray | None = None
+    scored_rows: np.ndarray | None = None
 
     @property
     def train_rows(self) -> np.ndarray:
@@ -226,10 +234,41 @@ def choose_learner(
     return None, data
 
 
+def with_candidates(data: RoundData, size: int | None = None) -> RoundData:
+    """The round's data with its candidates when the pool holds more than `size` images (None: `CANDIDATES`):
+    `size` of them drawn at random with the round's seed (another sample every round), scored with the stop set
+    (whose predictions every round's evaluation compares); the data unchanged otherwise, or when it names its
+    candidates already."""
+    if data.candidates is not None:
+        return data
+    chosen = candidate_positions(len(data.pool_rows), data.seed, CANDIDATES if size is None else size)
+    if chosen is None:
+        return data
+    return replace(data, candidates=chosen, scored_rows=scored_rows(data.pool_rows, chosen, stop_set(data.ids)))
+
+
+def _pool_probs(data: RoundData, fitted: Fitted | None) -> np.ndarray | None:
+    """The model's probabilities of the pool's images, in pool order (None without them)."""
+    if fitted is None or fitted.probs is None:
+        return None
+    scored = data.scored_rows
+    if scored is None or len(fitted.probs) == len(data.ids):  # every image scored, in the round's row order
+        return fitted.probs[data.pool_rows]
+    wanted = data.ids[data.pool_rows]
+    if len(scored) == len(fitted.ids):  # scored by this round: its rows, ascending
+        at = np.minimum(np.searchsorted(scored, data.pool_rows), len(scored) - 1)
+        if np.array_equal(fitted.ids[at], wanted):
+            return fitted.probs[at]
+    probs = fitted.probs_of(wanted)
+    if probs is None:
+        raise ValueError("The round's model has no probabilities for some of the images it picks from.")
+    return probs
+
+
 def select(data: RoundData, fitted: Fitted | None, strategy: str, k: int) -> Selection:
     """Pick `k` pool rows with `strategy` on the model's probabilities and the features it reads."""
     x = data.x if fitted is None or fitted.cache is None else fitted.cache.matrix(data.ids)
-    probs = None if fitted is None or fitted.probs is None else fitted.probs[data.pool_rows]
+    probs = _pool_probs(data, fitted)
     return select_batch(
         strategy,
         k,
@@ -246,7 +285,8 @@ def picks(
     data: RoundData, fitted: Fitted | None, strategy: str, k: int, *, audit_share: float = 0.0, size: int | None = None
 ) -> tuple[Selection, tuple[Pick, ...]]:
     """The round's `k` picks: audit picks drawn uniformly at random from the pool (`audit_share` of a batch of
-    `size`, at least one once there is a model), the rest by `strategy` from the rest of the pool.
+    `size`, at least one once there is a model), the rest by `strategy` from the rest of the pool (of its
+    candidates, when `data` has them).
 
     Returns:
         The strategy's selection (positions into `data.pool_rows`) and every pick as (image id, strategy, score) in
@@ -255,9 +295,12 @@ def picks(
     size = k if size is None else min(size, k)
     n_pool = len(data.pool_rows)
     drawn = draw_audit(n_pool, audit_count(size, audit_share, has_model=fitted is not None), data.seed)
-    keep = np.ones(n_pool, dtype=bool)
-    keep[drawn] = False
-    rest = np.flatnonzero(keep)  # the pool without the audit picks, in order
+    if data.candidates is None:
+        keep = np.ones(n_pool, dtype=bool)
+        keep[drawn] = False
+        rest = np.flatnonzero(keep)  # the pool without the audit picks, in order
+    else:  # the candidates without the audit picks, in order
+        rest = data.candidates[~np.isin(data.candidates, drawn)]
     wanted = min(k - len(drawn), len(rest))
     if wanted > 0:
         found = select(replace(data, pool_rows=data.pool_rows[rest]), fitted, strategy, wanted)
@@ -292,8 +335,9 @@ def run(
     started: float | None = None,
     audit_share: float = 0.0,
     size: int | None = None,
+    candidates: int | None = None,
 ) -> RoundResult:
-    """Fit `learner` (None: no model, the cold start), evaluate and calibrate, score every image, select `k` picks.
+    """Fit `learner` (None: no model, the cold start), evaluate and calibrate, score the pool, select `k` picks.
 
     Args:
         progress: the learner's progress (None: it reports nothing).
@@ -304,8 +348,12 @@ def run(
             there. None = now.
         audit_share: share of a batch drawn at random from the pool as audit picks (see `picks`).
         size: the batch size (the picks beyond are spares); None = `k`.
+        candidates: on a pool bigger than this (None: `CANDIDATES`), score and select from this many images drawn at
+            random (and score the stop set), see `with_candidates`; the round's model then has probabilities for
+            those only (`Fitted.partial`).
     """
     started = time.perf_counter() if started is None else started
+    data = with_candidates(data, candidates)
     fitted = None if learner is None else learner.fit(data, progress, stop)
     if stopped(stop) or (learner is not None and fitted is None):
         return RoundResult("cancelled")

@@ -33,6 +33,7 @@ from lit_models.trainer import Compute
 
 _NAME_RE = re.compile(r"^[\w][\w .-]{0,63}$")
 ROUND_JOB = "round"
+PROBS_JOB = "probabilities"  # the rest of a big pool's probabilities, after a round scored only its candidates
 
 
 def _scaled(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
@@ -125,6 +126,7 @@ class ActiveLearningSession:
         """Stop background work and release the database."""
         self.jobs.cancel(ROUND_JOB)
         self.jobs.wait(ROUND_JOB, timeout=30)
+        self.jobs.wait(PROBS_JOB, timeout=30)
         self.store.close()
 
     # --------------------------------------------------------------------- data
@@ -358,6 +360,8 @@ class ActiveLearningSession:
             if result.cancelled:
                 return {"cancelled": True}
             rounds.commit(self.store, self.model, data, result, strategy=s.strategy, size=k, record=record)
+            if result.fitted is not None and result.fitted.partial:  # a big pool: its candidates were scored
+                self.jobs.start(PROBS_JOB, lambda _progress, _stop: self.model.complete_probs())
             progress(1.0, "Next batch ready")
             return result.metrics
 
