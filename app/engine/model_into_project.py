@@ -97,7 +97,7 @@ def _score(session: ActiveLearningSession, *, kept: bool, progress: ProgressFn) 
     def work(report: ProgressFn, stop: Any) -> Any:
         if not kept and session.store.current_labels():
             return session.run_round(progress=report, stop_event=stop)
-        session.ensure_embeddings(report)
+        session.embed_all(report)
         session.model.refresh_probs(session.store.image_ids())
         return None
 

@@ -318,6 +318,10 @@ class ActiveLearningSession:
         self._embed(ids, progress)
         return self.model.cache.get(ids)
 
+    def embed_all(self, progress: ProgressFn = no_progress) -> None:
+        """Embed every image not cached yet, as `ensure_embeddings` does, without a float32 copy of the pool."""
+        self._embed(self.store.image_ids(), progress)
+
     def _embed(self, ids: list[int], progress: ProgressFn = no_progress, *, current: bool = False) -> None:
         """Embed the images of `ids` the frozen backbone (`current`: the current model's backbone) has not."""
         cache = self.model.current_cache() if current else self.model.cache
