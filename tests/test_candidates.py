@@ -169,6 +169,31 @@ def test_completion_of_a_replaced_model_keeps_the_newer_model(tmp_path, monkeypa
     np.testing.assert_allclose(model.fitted.probs, pool_probs(new.head, model.cache.matrix(ids)), atol=1e-5)
 
 
+def test_completion_goes_on_to_a_newer_model_that_came_once_the_old_one_was_scored(tmp_path):
+    data = _data(seed=3)
+    old, new = (_round(replace(data, seed=s), candidates=300).fitted for s in (3, 4))
+    ids = data.ids.tolist()
+    model = ModelState(tmp_path, ProjectSettings(), SimpleNamespace(image_ids=lambda: ids))
+    model.cache.add(ids, np.asarray(data.x, dtype=np.float32))
+    model.set_current(old)
+    real = model._lock
+
+    class NewRoundOnceOldIsWhole:  # a round ends just after the old model's pool was stored
+        def __enter__(self):
+            real.__enter__()
+            current = model._fitted
+            if current is not None and current.head is old.head and not current.partial:
+                model._fitted = new
+
+        def __exit__(self, *exc):
+            return real.__exit__(*exc)
+
+    model._lock = NewRoundOnceOldIsWhole()
+    assert model.complete_probs() is True
+    model._lock = real
+    assert model.fitted.head is new.head and not model.fitted.partial  # the newer model did not stay partial
+
+
 @pytest.mark.slow
 def test_a_session_round_on_a_big_pool_scores_the_rest_in_the_background(tmp_path, monkeypatch):
     from app.engine.demo import write_digits

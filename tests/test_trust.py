@@ -124,6 +124,8 @@ def test_the_window_and_the_models_compared_are_counted_in_labels_not_rounds():
     assert window_kappa([0.95] + [0.995] * 10, later) == pytest.approx(0.995)  # 100 labels back: outside
     assert window_kappa([0.995] * 8 + [0.95, 0.95], labels) < 0.99
     assert window_kappa([0.995, 0.995], [180, 190]) is None  # fewer than three rounds
+    assert window_kappa([0.9, 0.995, 0.995, 0.996], [50, 100, 150, 200]) == pytest.approx(0.9953, abs=1e-4)  # big
+    # batches: 100 labels hold fewer than three rounds, so the window is the last three
 
 
 def test_few_random_checks_are_scored_leave_one_out(monkeypatch):
@@ -180,3 +182,26 @@ def test_the_guess_panel_shows_no_percentages_before_it_is_calibrated():
     assert shown_guess(unsure, {"audit_n": 8, "ece": 0.04}) == (unsure, NOT_SURE)
     assert shown_guess(unsure, {}) == ("cat", NOT_SURE)
     assert shown_guess(None, {}) == (None, "")
+
+
+def _blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, 16)) * 5.0
+    y = np.arange(n) % 3
+    return (centers[y] + rng.normal(size=(n, 16))).astype(np.float32), y
+
+
+@pytest.mark.parametrize("batch", [10, 20, 50])
+def test_the_stop_advice_fires_on_an_easy_pool_whatever_the_batch_size(batch: int) -> None:
+    from app.engine.simulate import run_curve
+
+    x, y = _blobs(1200)
+    x_test, y_test = _blobs(300, seed=1)
+    curve = run_curve(
+        x, y, x_test, y_test, num_classes=3, strategy="margin", initial_rows=np.arange(30), batch=batch,
+        budget=30 + max(160, 4 * batch), seed=0, max_epochs=5, trust=True, audit_share=0.3,
+        initial_audit=np.arange(30) < 10,
+    )  # fmt: skip
+    agreements = [a["agreement"] for a in curve.advice]
+    assert agreements[0] is None and all(a is not None for a in agreements[2:])  # each round has a model to compare
+    assert curve.stop_at is not None, curve.advice  # well separated blobs: the guesses settle at once

@@ -1,17 +1,17 @@
 """When more labels stop paying: stabilizing predictions plus a flat accuracy estimate. Advice only.
 
 Stabilizing predictions (Bloodgood & Vijay-Shanker 2009): a fixed random "stop set" of images is predicted by every
-round's model; Cohen's kappa between the predictions of models some labels apart on the whole stop set says how
-much the model still changes. With kappa above T, the two models differ by at most 4(1 - T)/T in F-measure
-(Bloodgood & Grothendieck 2013). The rule is theirs and small-text's `KappaAverage` (mean kappa of a window at least
-0.99), measured in labels rather than rounds, so that the batch size does not change when it fires: each round's
-model is compared with the newest one at least `SPAN` labels older (the previous round with batches of 20), and
-the window holds the rounds of the last `WINDOW_LABELS` labels (at least `WINDOW` of them). Alone it can fire on a
-model that changes slowly but still improves, so
-the advice also asks the random checks: heads trained without `LEAVE_OUT` of the labels score the same checks as
-the heads on every label (`paired_gain`), and while that shows, beyond doubt, more than `PLATEAU_GAIN` per 100
-labels, the advice is to keep going. The slope of the estimates themselves cannot say this: each estimate adds new
-random checks, so successive estimates differ by several points of sampling noise.
+round's model; Cohen's kappa between the predictions of models some labels apart on the whole stop set says how much
+the model still changes. With kappa above T, the two models differ by at most 4(1 - T)/T in F-measure (Bloodgood &
+Grothendieck 2013). The rule is theirs and small-text's `KappaAverage` (mean kappa of a window at least 0.99),
+measured in labels rather than rounds, so that the batch size does not change when it fires: each round's model is
+compared with the newest one at least `SPAN` labels older (the previous round with batches of 20), and the window
+holds the rounds of the last `WINDOW_LABELS` labels (the last `WINDOW` rounds when those are fewer). Alone it can
+fire on a model that changes slowly but still improves, so the advice also asks the random checks: heads trained
+without `LEAVE_OUT` of the labels score the same checks as the heads on every label (`paired_gain`), and while that
+shows, beyond doubt, more than `PLATEAU_GAIN` per 100 labels, the advice is to keep going. The slope of the
+estimates themselves cannot say this: each estimate adds new random checks, so successive estimates differ by
+several points of sampling noise.
 """
 
 from __future__ import annotations
@@ -103,12 +103,14 @@ def reference(labels: Sequence[int], now: int) -> int | None:
 
 
 def window_kappa(kappas: Sequence[float | None], labels: Sequence[int]) -> float | None:
-    """Mean agreement of the rounds of the last `WINDOW_LABELS` labels (one kappa and label count per round, the
-    newest last), or None until that window has `WINDOW` rounds and each of them an agreement."""
-    if not labels:
+    """Mean agreement of the rounds of the last `WINDOW_LABELS` labels, or of the last `WINDOW` rounds when those
+    labels hold fewer (batches over a third of `WINDOW_LABELS`); one kappa and label count per round, the newest
+    last. None until there are `WINDOW` rounds and each in the window has an agreement."""
+    if len(labels) < WINDOW:
         return None
-    recent = [k for k, n in zip(kappas, labels, strict=True) if n > labels[-1] - WINDOW_LABELS]
-    if len(recent) < WINDOW or any(k is None for k in recent):
+    inside = sum(1 for n in labels if n > labels[-1] - WINDOW_LABELS)
+    recent = list(kappas[-max(inside, WINDOW) :])  # big batches: the last `WINDOW` rounds, more labels than that
+    if any(k is None for k in recent):
         return None
     return float(np.mean(recent))
 

@@ -237,12 +237,13 @@ class ModelState:
         Returns:
             Whether probabilities were added.
         """
+        added = False
         with self._complete_lock:
-            while True:
+            while True:  # until the current model is whole: a newer partial one may come while one is scored
                 with self._lock:
                     fitted = self._fitted
                     if fitted is None or not fitted.partial or fitted.head is None or self.store is None:
-                        return False
+                        return added
                     cache = self.current_cache()
                 wanted = np.asarray(self.store.image_ids(), dtype=np.int64)
                 cached = wanted[np.isin(wanted, cache.ids())]
@@ -250,7 +251,7 @@ class ModelState:
                 with self._lock:
                     if self._fitted is fitted:  # else a newer model came meanwhile: score that one, if it needs it
                         self._fitted = fitted.scored(cached, probs)
-                        return True
+                        added = True
 
     def scored(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(image ids, probabilities) of every image the current model has scored, or None before a model; every

@@ -23,7 +23,7 @@ from app.core.candidates import CANDIDATES, candidate_positions, scored_rows
 from app.core.errors import EmptyPoolError
 from app.core.progress import ProgressFn
 from app.core.settings import ProjectSettings
-from app.core.stopping import stop_set
+from app.core.stopping import reference, stop_set
 from app.core.store import ProjectStore
 from app.core.strategies import Selection, select_batch
 from app.engine.evaluation import NOT_ENOUGH_LABELS, evaluate
@@ -158,12 +158,14 @@ class RoundResult:
         return self.state == "cancelled"
 
 
-def history(rounds: Sequence[tuple[int, dict[str, Any]]]) -> tuple[dict[str, Any], ...]:
-    """What a round's evaluation reads of the rounds before it, from their (labels, metrics): labels, estimate and
-    agreement of each, and the newest one's stop set predictions."""
+def history(rounds: Sequence[tuple[int, dict[str, Any]]], labeled: int) -> tuple[dict[str, Any], ...]:
+    """What the evaluation of a round on `labeled` labels reads of the rounds before it, from their (labels,
+    metrics): labels, estimate and agreement of each, and the stop set predictions of the one its model is compared
+    with (`stopping.reference`: the newest at least `stopping.SPAN` labels older)."""
     out = [{"labeled": int(n), **{k: m[k] for k in HISTORY_KEYS if k in m}} for n, m in rounds]
-    if rounds and "stop_set" in rounds[-1][1]:
-        out[-1]["stop_set"] = rounds[-1][1]["stop_set"]
+    at = reference([int(n) for n, _ in rounds], int(labeled))
+    if at is not None and "stop_set" in rounds[at][1]:
+        out[at]["stop_set"] = rounds[at][1]["stop_set"]
     return tuple(out)
 
 
@@ -200,7 +202,7 @@ def read(store: ProjectStore, settings: ProjectSettings, ids: Sequence[int], x: 
         ids=all_ids, x=x, label_names=tuple(names), labeled_rows=lab_rows.astype(np.int64), y=y,
         val=np.zeros(len(y), dtype=bool), pool_rows=pool_rows.astype(np.int64), seed=settings.seed + done,
         number=done + 1, audit=np.isin(all_ids[lab_rows], audited),
-        history=history([(r.labeled, r.metrics) for r in past]),
+        history=history([(r.labeled, r.metrics) for r in past], len(lab_rows)),
     )  # fmt: skip
 
 

@@ -194,7 +194,7 @@ def run_curve(
             num_classes=num_classes,
             seed=seed * 1000 + len(curve.labels),
             audit=np.array([r in audit for r in labeled], dtype=bool),
-            history=rounds.history(past),
+            history=rounds.history(past, len(lab)),
         )  # a new seed each round, as the app's rounds; fmt: skip
         k = min(batch, budget - len(labeled), len(data.pool_rows))
         result = run(data, learner, strategy=strategy, k=max(k, 1), evaluate=ev, audit_share=audit_share)
