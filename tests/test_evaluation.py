@@ -119,7 +119,7 @@ def _settled_round(monkeypatch, kappa: float, audit_every: int = 5):
     return run(data, HeadLearner(max_epochs=5), strategy="margin", k=5, evaluate=evaluation.evaluate).metrics
 
 
-def test_settled_guesses_ask_the_random_checks_what_more_labels_add(monkeypatch):
+def test_the_random_checks_say_what_more_labels_add(monkeypatch):
     sizes: list[int] = []
     real = evaluation.train_head
     monkeypatch.setattr(evaluation, "train_head", lambda xs, *a, **k: sizes.append(len(xs)) or real(xs, *a, **k))
@@ -132,5 +132,11 @@ def test_settled_guesses_ask_the_random_checks_what_more_labels_add(monkeypatch)
 
     sizes.clear()
     changing = _settled_round(monkeypatch, 0.9)
-    assert sizes == [288] * 5  # guesses still change: the gain is not measured
-    assert changing["advice"]["gain_100"] is None and changing["advice"]["text"].startswith("Keep going:")
+    assert sizes == [288] * 5 + [228] * 5  # guesses still change: the advice still says what more labels add
+    assert changing["advice"]["gain_100"] is not None and not changing["advice"]["stop"]
+    assert changing["advice"]["text"].startswith("Keep going: its guesses still change")
+    assert "100 more labels add about" in changing["advice"]["text"]
+
+    sizes.clear()
+    few = _settled_round(monkeypatch, 0.999, audit_every=20)  # 15 random checks: too few to measure a gain
+    assert sizes == [297] * 5 and few["advice"]["gain_100"] is None and not few["advice"]["stop"]

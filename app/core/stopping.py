@@ -137,8 +137,8 @@ def advise(kappas: Sequence[float | None], labels: Sequence[int], gain: dict | N
     Args:
         kappas: each round's agreement with its `reference` round, one per round so far (None where it could not be
             measured); `labels` the labels of each.
-        gain: `paired_gain` of the newest model, or None where it was not measured (it is measured only once the
-            guesses have settled and there are `MIN_AUDIT_TO_STOP` random checks).
+        gain: `paired_gain` of the newest model, or None where it was not measured (it is measured from
+            `MIN_AUDIT_TO_STOP` random checks on).
         audit_n: random check labels behind the newest estimate.
 
     Returns:

@@ -17,7 +17,7 @@ from app.core import stopping
 from app.core.audit import MIN_AUDIT, audit_estimate, audit_folds
 from app.core.calibration import expected_calibration_error, fit_temperature, tempered
 from app.core.metrics import classification_metrics
-from app.core.stopping import advise, agreement, paired_gain, stop_set, window_kappa
+from app.core.stopping import advise, agreement, paired_gain, stop_set
 from lit_models.train import predict_proba, train_head
 
 FOLDS = 5  # folds of the audit labels (10 cost twice as much and measured no better)
@@ -174,8 +174,7 @@ def evaluate(
     metrics.update(_stability(data, fitted, len(rows)))
     (kappas, labels), audit_n = _kappas(data, metrics), int(metrics.get("audit_n") or 0)
     gain = None
-    settled = (window_kappa(kappas, labels) or 0) >= stopping.KAPPA
-    if oof is not None and audit_n >= stopping.MIN_AUDIT_TO_STOP and settled:
+    if oof is not None and audit_n >= stopping.MIN_AUDIT_TO_STOP:
         gain = recent_gain(data, oof, audit, hidden=hidden, max_epochs=max_epochs, seed=seed)
     metrics["advice"] = advise(kappas, labels, gain, audit_n)
     return metrics
