@@ -7,8 +7,8 @@ Grothendieck 2013). The rule is theirs and small-text's `KappaAverage` (mean kap
 measured in labels rather than rounds, so that the batch size does not change when it fires: each round's model is
 compared with the newest one at least `SPAN` labels older (the previous round with batches of 20), and the window
 holds the rounds of the last `WINDOW_LABELS` labels (the last `WINDOW` rounds when those are fewer). Alone it can
-fire on a model that changes slowly but still improves, so the advice also asks the random checks: heads trained
-without `LEAVE_OUT` of the labels score the same checks as the heads on every label (`paired_gain`), and while that
+fire on a model that changes slowly but still improves, so the advice also asks the random checks: a head trained
+without `LEAVE_OUT` of the labels scores the same checks as a head on all of them (`paired_gain`), and while that
 shows, beyond doubt, more than `PLATEAU_GAIN` per 100 labels, the advice is to keep going. The slope of the
 estimates themselves cannot say this: each estimate adds new random checks, so successive estimates differ by
 several points of sampling noise.
@@ -116,9 +116,10 @@ def window_kappa(kappas: Sequence[float | None], labels: Sequence[int]) -> float
 
 
 def paired_gain(now_right: Sequence[bool], before_right: Sequence[bool], left_out: int, per: int = 100) -> dict:
-    """What `per` more labels add, from the same random checks scored twice: by the heads on every label and by heads
-    without `left_out` of them (both cross-fitted). Pairing cancels how hard the checks are, so only the checks on
-    which the two disagree count, and the estimate is far steadier than a slope of estimates on growing samples.
+    """What `per` more labels add, from the same random checks scored twice: by a head on the labels and by one
+    without `left_out` of them (neither trained on the checks). Pairing cancels how hard the checks are, so only
+    the checks on which the two disagree count, and the estimate is far steadier than a slope of estimates on
+    growing samples.
 
     Returns:
         {"gain": per-`per` gain, "low": its one-sided 95 % lower bound, "n": checks}; gain 0 without checks.

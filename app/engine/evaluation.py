@@ -46,14 +46,13 @@ class EvalData(Protocol):
 
 def cross_fit(
     x: np.ndarray, rows: np.ndarray, y: np.ndarray, audit: np.ndarray, num_classes: int, *, hidden: int = 0,
-    max_epochs: int | None = None, seed: int = 0, left_out: np.ndarray | None = None,
+    max_epochs: int | None = None, seed: int = 0,
 ) -> np.ndarray | None:  # fmt: skip
     """Out-of-fold probabilities of the audit labels: each fold's audit labels scored by a head trained on every
     other label (strategy picks and the other folds' audit labels alike).
 
     Args:
         x: embeddings of every image; `rows` the labeled rows, `y` their classes, `audit` which of them are audit.
-        left_out: labels (a mask over `rows`) no head trains on, besides each fold's own (None = none).
 
     Returns:
         (number of audit labels, C) probabilities in the order of ``np.flatnonzero(audit)``, or None without audit
@@ -65,7 +64,7 @@ def cross_fit(
     out = np.empty((len(positions), num_classes), dtype=np.float32)
     n = len(positions)
     for fold in audit_folds(n, n if n < LEAVE_ONE_OUT_BELOW else FOLDS, seed):
-        keep = np.ones(len(rows), dtype=bool) if left_out is None else ~np.asarray(left_out, dtype=bool)
+        keep = np.ones(len(rows), dtype=bool)
         keep[positions[fold]] = False
         if not keep.any():
             return None
@@ -101,25 +100,23 @@ def _stability(data: EvalData, fitted: Any, labeled: int) -> dict[str, Any]:
 
 
 def recent_gain(
-    data: EvalData, oof: np.ndarray, audit: np.ndarray, *, hidden: int = 0, max_epochs: int | None = None,
-    seed: int = 0,
-) -> dict[str, Any] | None:  # fmt: skip
-    """The gain of 100 more labels on the random checks: the same checks scored out of fold again by heads that
-    also leave out a random `stopping.LEAVE_OUT` of the other labels (at most a quarter of them), paired with `oof`."""
+    data: EvalData, audit: np.ndarray, *, hidden: int = 0, max_epochs: int | None = None, seed: int = 0
+) -> dict[str, Any] | None:
+    """What 100 more labels add, on the random checks: two heads trained on every label but the random checks (as
+    the head that selects), one of them also without a random `stopping.LEAVE_OUT` of the labels (at most a quarter
+    of them), both scoring the random checks; two fits, paired on the same checks."""
     others = np.flatnonzero(~audit)
     count = min(stopping.LEAVE_OUT, len(others) // 4)
-    if count == 0:
+    if count == 0 or not audit.any():
         return None
-    left_out = np.zeros(len(audit), dtype=bool)
-    left_out[np.random.default_rng([seed, 0x6A1]).choice(others, size=count, replace=False)] = True
-    rows, names = data.labeled_rows, data.label_names
-    before = cross_fit(
-        data.x, rows, data.y, audit, len(names), hidden=hidden, max_epochs=max_epochs, seed=seed, left_out=left_out
-    )
-    if before is None:
-        return None
-    y_audit = data.y[audit]
-    return paired_gain(oof.argmax(axis=1) == y_audit, before.argmax(axis=1) == y_audit, count)
+    before = ~audit
+    before[np.random.default_rng([seed, 0x6A1]).choice(others, size=count, replace=False)] = False
+    rows, y_audit, classes = data.labeled_rows, data.y[audit], len(data.label_names)
+    right = []
+    for keep in (~audit, before):
+        head = train_head(data.x[rows[keep]], data.y[keep], classes, hidden=hidden, max_epochs=max_epochs, seed=seed)
+        right.append(predict_proba(head, data.x[rows[audit]]).argmax(axis=1) == y_audit)
+    return paired_gain(right[0], right[1], count)
 
 
 def _kappas(data: EvalData, metrics: dict[str, Any]) -> tuple[list[float | None], list[int]]:
@@ -175,6 +172,6 @@ def evaluate(
     (kappas, labels), audit_n = _kappas(data, metrics), int(metrics.get("audit_n") or 0)
     gain = None
     if oof is not None and audit_n >= stopping.MIN_AUDIT_TO_STOP:
-        gain = recent_gain(data, oof, audit, hidden=hidden, max_epochs=max_epochs, seed=seed)
+        gain = recent_gain(data, audit, hidden=hidden, max_epochs=max_epochs, seed=seed)
     metrics["advice"] = advise(kappas, labels, gain, audit_n)
     return metrics
