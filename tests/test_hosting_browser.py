@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - require_browser() reports it
     Browser = BrowserContext = Page = expect = sync_playwright = None
 
-TIMEOUT = 60_000
+TIMEOUT = 120_000  # ms: a first visit may wait for the backbone to load and the first batch to embed
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
