@@ -23,8 +23,11 @@ def _key(projects_dir: str | Path, name: str) -> tuple[str, str]:
 
 
 def register(projects_dir: str | Path, session: ActiveLearningSession) -> ActiveLearningSession:
-    """Keep a freshly created or opened session; returns the one kept (an earlier one wins)."""
-    key = _key(projects_dir, session.name)
+    """Keep a freshly created or opened session; returns the one kept (an earlier one wins).
+
+    Kept by its folder's name, the name `get` is asked for: the name stored inside a project can differ (a project
+    folder copied or renamed by hand keeps the name it was made with)."""
+    key = _key(projects_dir, session.store.root.name)
     with _lock:
         kept = _sessions.setdefault(key, session)
         if kept is session:
