@@ -17,7 +17,7 @@ def test_a_copied_project_folder_is_its_own_project_and_opens_once(tmp_path: Pat
     try:
         original = registry.get(projects, "birds")
         copy = registry.get(projects, "birds-backup")
-        assert copy is not original and copy.store.root.name == "birds-backup"
+        assert copy is not original and copy.folder_name == "birds-backup"
         assert registry.get(projects, "birds-backup") is copy  # not opened again on every request
         assert registry.get(projects, "birds") is original
     finally:

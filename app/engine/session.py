@@ -119,6 +119,11 @@ class ActiveLearningSession:
         return str(self.store.get_setting("name", self.store.root.name))
 
     @property
+    def folder_name(self) -> str:
+        """The project folder's name: what it is opened by (a folder copied by hand keeps `name` from before)."""
+        return self.store.root.name
+
+    @property
     def labels(self) -> list[str]:
         return self.store.labels()
 

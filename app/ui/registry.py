@@ -27,7 +27,7 @@ def register(projects_dir: str | Path, session: ActiveLearningSession) -> Active
 
     Kept by its folder's name, the name `get` is asked for: the name stored inside a project can differ (a project
     folder copied or renamed by hand keeps the name it was made with)."""
-    key = _key(projects_dir, session.store.root.name)
+    key = _key(projects_dir, session.folder_name)
     with _lock:
         kept = _sessions.setdefault(key, session)
         if kept is session:
