@@ -4,7 +4,8 @@
    noise, in 10 class folders) under a temporary folder, then imports the folder into a new project exactly as
    `ActiveLearningSession.add_data` does (`app.core.ingest.ingest` into a `ProjectStore`). Reports images/s overall
    and per tenth of the import (a step quadratic in the pool would slow the later tenths), and with ``--profile``
-   the time per step (hashing, probing, copying into the project, SQLite, the file system) from cProfile.
+   the time per step (reading each file once, probing, writing the staged copy, SQLite in batches, the file
+   system) from cProfile.
 2. ``embeddings``: N synthetic 1280-d vectors stored in the project's embedding cache in chunks of 2,048 (as
    `learners.embed_missing` stores them); reports time and resident memory per chunk (constant = no growth).
 
@@ -33,14 +34,13 @@ from PIL import Image
 MB = 1024 * 1024
 STEPS = {  # step -> (file name part, function name) of the profiled functions it sums (cumulative times)
     "listing the folder": [("ingest", "plan")],
-    "hashing the source file": [("ingest", "_hash_file")],
-    "copying into staging (with hashing)": [("ingest", "_copy_hashing")],
-    "probing (decode the image fully)": [("images", "probe_image")],
+    "reading the source file once (open, read, fstat, hash)": [("read_once", "read_file")],
+    "probing (decode the image fully, from memory)": [("images", "_probe")],
+    "writing the staging file (create + write)": [("read_once", "write_staged"), ("read_once", "copy_hashing")],
     "file system: move into images/ (os.replace)": [("~", "<built-in method posix.replace>")],
     "file system: mkdir, stat, unlink": [("pathlib", "mkdir"), ("pathlib", "exists"), ("pathlib", "unlink")],
-    "SQLite: insert image": [("store", "add_image")],
+    "SQLite: record a batch (images + label annotations)": [("store", "add_images")],
     "SQLite: duplicate lookup (hash)": [("store", "image_id_for_hash")],
-    "SQLite: label annotation": [("store", "add_annotation")],
 }
 
 

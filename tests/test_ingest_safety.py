@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import ingest as ingest_module
+from app.core import read_once
 from app.core.ingest import IngestReport, Rejection, clean_staging, ingest
 from app.core.store import ProjectStore
 from tests.image_files import noise, save
@@ -146,16 +146,16 @@ def test_imports_stage_in_the_project_folder_not_in_the_served_images_folder(
     images = store.root / "images"
     staged: list[Path] = []
     seen: list[tuple[list[Path], list[Path]]] = []
-    original = ingest_module._copy_hashing
+    original = read_once.write_staged
 
-    def copy_hashing(src: object, dest: Path) -> tuple[str, int]:
+    def write_staged(data: bytes, dest: Path) -> None:
         staged.append(dest)
-        return original(src, dest)
+        original(data, dest)
 
     def look(done: int, total: int | None, source: str) -> None:
         seen.append((list(images.rglob(".incoming-*")), list(store.root.glob(".incoming-*"))))
 
-    monkeypatch.setattr(ingest_module, "_copy_hashing", copy_hashing)
+    monkeypatch.setattr(read_once, "write_staged", write_staged)
     report = ingest(store, [digits_dir / "0"], progress=look)
 
     assert report.summary() == "Imported 10 images, 0 duplicates, 0 rejected."

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.core import ingest as ingest_module
+from app.core import read_once
 from app.core.archives import IngestLimits
 from app.core.ingest import Rejection, ingest
 from app.core.store import ProjectStore
@@ -52,15 +52,22 @@ def unpacked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Size of every staging file the import wrote, measured before it is moved or deleted."""
     sizes: list[int] = []
-    original = ingest_module._copy_hashing
+    copy, write = read_once.copy_hashing, read_once.write_staged
 
-    def copy_hashing(src: object, dest: Path) -> tuple[str, int]:
+    def copy_hashing(src: object, dest: Path, head: bytes, cap: int | None) -> tuple[str, int]:
         try:
-            return original(src, dest)
+            return copy(src, dest, head, cap)
         finally:
             sizes.append(dest.stat().st_size if dest.exists() else 0)
 
-    monkeypatch.setattr(ingest_module, "_copy_hashing", copy_hashing)
+    def write_staged(data: bytes, dest: Path) -> None:
+        try:
+            write(data, dest)
+        finally:
+            sizes.append(dest.stat().st_size if dest.exists() else 0)
+
+    monkeypatch.setattr(read_once, "copy_hashing", copy_hashing)
+    monkeypatch.setattr(read_once, "write_staged", write_staged)
     return sizes
 
 

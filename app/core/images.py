@@ -2,7 +2,8 @@
 
 `probe_image` is the gate every imported file passes: it refuses files that are not images, that are truncated or
 corrupt, or that declare more pixels than allowed (checked from the header, before any pixel is decoded). It then
-decodes the first frame completely, so a file that passes can later be read by `load_rgb`.
+decodes the first frame completely, so a file that passes can later be read by `load_rgb`. `probe_bytes` does the
+same on a file's bytes already in memory (an import reads each file once).
 
 Truncated files are only detected while `PIL.ImageFile.LOAD_TRUNCATED_IMAGES` is False (Pillow's default); this
 module never changes that global.
@@ -10,6 +11,7 @@ module never changes that global.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +80,20 @@ def probe_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInf
     Raises:
         BadImageError: the file is not usable; its message says why, for the person importing it.
     """
-    path = Path(path)
+    return _probe(Path(path), max_pixels)
+
+
+def probe_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """`probe_image` on a file's bytes already in memory (the same checks, the same messages)."""
+    return _probe(io.BytesIO(data), max_pixels)
+
+
+def _probe(source: Path | io.BytesIO, max_pixels: int) -> ImageInfo:
     try:
-        if path.stat().st_size == 0:
+        empty = source.stat().st_size == 0 if isinstance(source, Path) else source.getbuffer().nbytes == 0
+        if empty:
             raise BadImageError(EMPTY_FILE)
-        with Image.open(path, formats=_FORMATS) as im:  # reads the header only
+        with Image.open(source, formats=_FORMATS) as im:  # reads the header only
             width, height = im.size
             if width * height > max_pixels:
                 raise BadImageError(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))

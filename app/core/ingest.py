@@ -1,39 +1,41 @@
 """Import images from folders, files, zip archives and CSV lists into a project.
 
-Each image is streamed (hashed in chunks, zip entries extracted one at a time to a temporary file), checked with
-`probe_image` (fully decoded, pixel limit checked from the header first), then moved atomically into the
-project as ``images/<sha[:2]>/<sha256><ext>`` with its original bytes. Only then is it recorded in the store, so
-nothing that failed a check is ever stored. Bad inputs never raise: each becomes a `Rejection` with a reason, and
-the rest of the import continues.
+Each input is read once (`app.core.read_once`), capped at the file limit (`MAX_FILE_BYTES`; zip entries also by
+what the import may still unpack): one of up to `IN_MEMORY_BYTES` (32 MB: nearly every image) is read whole into
+memory and hashed, checked for a duplicate and probed (`probe_bytes`: fully decoded, pixel limit checked from the header
+first) from those bytes, which are then written to a staging file; a larger one is streamed into the staging file
+(hashed as it is written) and probed there. Only one input is held at a time. The staging file is moved atomically
+into the project as ``images/<sha[:2]>/<sha256><ext>`` with its original bytes, and only then is its row queued;
+rows (with their import labels) are recorded in transactions of up to `BATCH_ROWS` images or `BATCH_SECONDS`, so
+nothing that failed a check is ever stored and no row points at a file that is not complete in place. A batch
+that cannot be recorded takes its files with it; a killed import may leave the files of its last batch in
+``images/`` without rows (complete, at their content address, so a later import of the same bytes reuses them).
+Bad inputs never raise: each becomes a `Rejection` with a reason, and the rest of the import continues.
 
 Duplicates (same bytes, within one import or already in the project) are reported, not added again. When a
 duplicate comes with a label and the existing image has none yet, that label is applied (so a folder can be
 imported first and its labels CSV afterwards).
 
 What zip archives may unpack is bounded (`IngestLimits`, see `app.core.archives`). Each import stages its files in
-its own ``<project>/.incoming-*`` folder: beside ``images/`` (the same file system, so the final move is atomic) but
-not in it, since ``images/`` is served to the browser and staged bytes are unchecked. `clean_staging` removes the
-staging folders that killed imports left behind (also those older versions left inside ``images/``).
+its own ``<project>/.incoming-*`` folder (see `app.core.staging`); `clean_staging` removes the ones killed imports
+left behind.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import stat
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
+from app.core import read_once
 from app.core.archives import (
     MAX_FILE_BYTES,
-    TOO_BIG,
     EntryReader,
     IngestLimits,
     UnpackBudget,
@@ -41,32 +43,30 @@ from app.core.archives import (
     over_counts,
 )
 from app.core.errors import BadImageError, StoreError
-from app.core.images import DEFAULT_MAX_PIXELS, probe_image
+from app.core.image_rows import NewImage
+from app.core.images import DEFAULT_MAX_PIXELS, ImageInfo, probe_bytes, probe_image
 from app.core.progress import CountProgressFn
-from app.core.sources import NOT_REGULAR, FileItem, Item, Rejection, ZipItem, os_reason, plan_source
-
-try:
-    import fcntl
-except ImportError:  # Windows: staging folders are recognised as stale by age alone
-    fcntl = None  # type: ignore[assignment]
+from app.core.sources import FileItem, Item, Rejection, ZipItem, os_reason, plan_source
+from app.core.staging import IMAGES_DIR, STAGING_PREFIX, clean_staging, new_staging
 
 if TYPE_CHECKING:
     from app.core.store import ProjectStore
 
-__all__ = ["Duplicate", "IngestLimits", "IngestReport", "Rejection", "clean_staging", "ingest"]
+__all__ = ["IMAGES_DIR", "STAGING_PREFIX", "Duplicate", "IngestLimits", "IngestReport", "Rejection", "clean_staging"]
+__all__ += ["ingest"]
 
 logger = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
-IMAGES_DIR = "images"
-STAGING_PREFIX = ".incoming-"
-STAGING_LOCK = "owner.lock"
-STALE_SECONDS = 3600.0
+BATCH_ROWS = 500  # the most images one transaction records
+BATCH_SECONDS = 1.0  # a batch is recorded once it is this old, however few images it holds
 
-CHANGED = "The file changed while it was being imported; import it again when nothing is writing to it."
 ZIP_ENTRY_DAMAGED = "The file inside the zip archive is damaged; create the zip again and import it."
 ZIP_METHOD = "The zip uses a compression method the app cannot read; create it again with standard compression."
 UNEXPECTED = "The file could not be imported because of an unexpected error ({detail}); please report this."
+STORE_FAILED = (
+    "The project database could not record the imported images ({detail}); the images of this batch were not "
+    "imported. Check that the disk is not full and the project folder is writable, then import again."
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def ingest(
         allowed_roots: folders, besides each CSV's own folder, that CSV paths may point into.
         max_pixels: images with more pixels (width x height) are rejected before decoding.
         progress: called as ``progress(done, total, source)``: with total None while sources are listed,
-            then after every image. Exceptions it raises stop the import (images already done stay imported).
+            then after every image (its row may still wait for its batch's transaction). Exceptions it raises
+            stop the import (images already done are recorded and stay imported).
         annotator: recorded on the label annotations this import creates.
         limits: what zip archives may unpack (never more than the free disk space), how many images one import and
             one project may hold; None: `IngestLimits.from_env`.
@@ -137,7 +138,8 @@ def ingest(
         The report; bad inputs (including a whole bad CSV or zip) are in `IngestReport.rejected`.
 
     Raises:
-        StoreError: the project database cannot be written (images imported before that stay imported).
+        StoreError: the project database cannot be written (images recorded by earlier batches stay imported;
+            the failed batch's files are removed).
         ValueError: `limits` is None and an ``ALABEL_MAX_...`` variable is not a number.
     """
     report = IngestReport()
@@ -152,7 +154,8 @@ def ingest(
             importer.run(item)
             if progress is not None:
                 progress(done, len(items), item.source)
-    finally:
+        importer.flush()
+    finally:  # also records the images done before an error (or a progress callback) stopped the import
         importer.close()
     return report
 
@@ -161,9 +164,19 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An image moved into ``images/`` whose row waits for its batch's transaction."""
+
+    item: Item
+    row: NewImage
+    final: Path
+    existed: bool  # the file was there before this import moved it in (an earlier, interrupted import left it)
+
+
 class _Importer:
-    """Imports items one at a time; keeps the open zip archive, the unpack budget and a locked staging folder
-    inside the project (stale staging folders of earlier imports are removed first)."""
+    """Imports items one at a time; keeps the open zip archive, the unpack budget, a locked staging folder inside
+    the project (stale staging folders of earlier imports are removed first) and the batch of rows to record."""
 
     def __init__(
         self, store: ProjectStore, max_pixels: int, annotator: str, report: IngestReport, limits: IngestLimits
@@ -178,19 +191,26 @@ class _Importer:
         self.report = report
         self.known_labels = set(store.labels())
         # Staging beside images/ keeps the final os.replace on one file system (atomic), out of what is served.
-        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=store.root))
-        self._owner = _lock_staging(self.staging)
+        self.staging, self._owner = new_staging(store.root)
         self._archive_path: Path | None = None
         self._archive: zipfile.ZipFile | None = None
         self._infos: list[zipfile.ZipInfo] = []
+        self._folders: set[str] = set()  # the images/<xx> folders known to exist
+        self._pending: list[_Pending] = []
+        self._pending_hashes: set[str] = set()
+        self._batch_started = 0.0
 
     def close(self) -> None:
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-        shutil.rmtree(self.staging, ignore_errors=True)
-        if self._owner is not None:
-            self._owner.close()  # after the removal: a cleaner never sees the folder unlocked while it exists
+        """Record the batch still pending (the images done so far stay imported), then release everything."""
+        try:
+            self.flush()
+        finally:
+            if self._archive is not None:
+                self._archive.close()
+                self._archive = None
+            shutil.rmtree(self.staging, ignore_errors=True)
+            if self._owner is not None:
+                self._owner.close()  # after the removal: a cleaner never sees the folder unlocked while it exists
 
     def plan(
         self,
@@ -238,58 +258,87 @@ class _Importer:
 
     # ------------------------------------------------------------------------------------------------ steps
     def _import(self, item: Item, temp: Path) -> str | None:
-        """Import one item; returns a rejection reason, or None when imported or found duplicate."""
+        """Import one item; returns a rejection reason, or None when imported (its row pending) or duplicate.
+
+        The input is read once: a small one into memory, where it is hashed, checked for a duplicate, probed and
+        written to the staging file; a large one straight into the staging file (hashed as it is written)."""
         if isinstance(item, FileItem):
-            status = item.path.stat()
-            if not stat.S_ISREG(status.st_mode):  # replaced by a named pipe or a device since it was planned
-                return NOT_REGULAR
-            if status.st_size > MAX_FILE_BYTES:
-                return TOO_BIG
-            sha256, size = _hash_file(item.path)
-            if self._duplicate(item, sha256):
-                return None
-            with item.path.open("rb") as src:
-                copied_sha, _ = _copy_hashing(src, temp)
-            if copied_sha != sha256:
-                return CHANGED
+            read = read_once.read_file(item.path, temp)
+            if isinstance(read, str):
+                return read
         else:
             with self._open_entry(item) as src:
-                sha256, size = _copy_hashing(src, temp)
-            if self._duplicate(item, sha256):
-                return None
-        info = probe_image(temp, max_pixels=self.max_pixels)
-        suffix = Path(item.name).suffix.lower()
-        final = self.images_dir / sha256[:2] / f"{sha256}{suffix}"
-        relative = final.relative_to(self.store.root).as_posix()
-        final.parent.mkdir(exist_ok=True)
+                read = read_once.read_stream(src, temp)
+        if self._duplicate(item, read.sha256):
+            return None
+        if read.data is None:
+            info = probe_image(temp, max_pixels=self.max_pixels)
+        else:
+            info = probe_bytes(read.data, max_pixels=self.max_pixels)
+            read_once.write_staged(read.data, temp)
+        self._place(item, read, info, temp)
+        return None
+
+    def _place(self, item: Item, read: read_once.Read, info: ImageInfo, temp: Path) -> None:
+        """Move the checked staging file into ``images/`` and queue its row (recorded only after the move, so no
+        row ever points at a missing file)."""
+        sha256, folder = read.sha256, read.sha256[:2]
+        relative = f"{IMAGES_DIR}/{folder}/{sha256}{Path(item.name).suffix.lower()}"
+        final = self.store.root / relative
+        if folder not in self._folders:
+            final.parent.mkdir(exist_ok=True)
+            self._folders.add(folder)
         existed = final.exists()  # left by an earlier, interrupted import: same bytes by construction
         os.replace(temp, final)
+        row = NewImage(sha256, relative, item.name, item.source, read.size, info.width, info.height, item.label)
+        if not self._pending:
+            self._batch_started = time.monotonic()
+        self._pending.append(_Pending(item, replace(row, annotator=self.annotator), final, existed))
+        self._pending_hashes.add(sha256)
+        if len(self._pending) >= BATCH_ROWS or time.monotonic() - self._batch_started >= BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the pending images and their labels in one transaction. If it fails, the batch's files that
+        this import brought are removed (nothing of the batch stays) and the error is raised as a StoreError."""
+        pending, self._pending, self._pending_hashes = self._pending, [], set()
+        if not pending:
+            return
         try:
-            image_id = self.store.add_image(
-                sha256=sha256,
-                path=relative,
-                original_name=item.name,
-                source=item.source,
-                size_bytes=size,
-                width=info.width,
-                height=info.height,
-            )
-        except Exception:
-            if not existed:
-                final.unlink(missing_ok=True)
-            raise
-        if image_id is None:  # another process added the same bytes meanwhile
-            if not existed and self._stored_path(sha256) != relative:
-                final.unlink(missing_ok=True)  # the other copy has another extension
-            self._duplicate(item, sha256)
-            return None
-        self.report.imported.append(image_id)
-        if item.label is not None:
-            self._label(image_id, item.label)
-        return None
+            recorded = self.store.add_images([entry.row for entry in pending])
+        except BaseException as exc:
+            self._discard(pending)
+            if isinstance(exc, StoreError) or not isinstance(exc, Exception):
+                raise
+            raise StoreError(STORE_FAILED.format(detail=type(exc).__name__)) from exc
+        self.report.new_labels.extend(recorded.new_labels)
+        self.known_labels.update(recorded.new_labels)
+        for entry, image_id in zip(pending, recorded.ids, strict=True):
+            if image_id is None:  # another process added the same bytes meanwhile
+                sha256 = entry.row.sha256
+                if not entry.existed and self._stored_path(sha256) != entry.row.path:
+                    entry.final.unlink(missing_ok=True)  # the other copy has another extension
+                self._duplicate(entry.item, sha256)
+                continue
+            self.report.imported.append(image_id)
+            self.report.labeled += entry.row.label is not None
+
+    def _discard(self, pending: list[_Pending]) -> None:
+        """Remove the files of a batch whose rows were not recorded (those another import has recorded stay)."""
+        for entry in pending:
+            if entry.existed:
+                continue
+            try:
+                kept = self._stored_path(entry.row.sha256) == entry.row.path
+            except Exception:  # the store cannot be read either: nothing can point at the file through it
+                kept = False
+            if not kept:
+                entry.final.unlink(missing_ok=True)
 
     def _duplicate(self, item: Item, sha256: str) -> bool:
         """Report `item` as a duplicate if its bytes are stored; label the stored image if it has no label."""
+        if sha256 in self._pending_hashes:
+            self.flush()  # the same bytes came earlier in this batch: record them to know their id
         image_id = self.store.image_id_for_hash(sha256)
         if image_id is None:
             return False
@@ -299,6 +348,7 @@ class _Importer:
         return True
 
     def _label(self, image_id: int, label: str) -> None:
+        self.flush()  # the batch before this label, so labels and annotations keep the import's order
         if label not in self.known_labels:
             self.report.new_labels.extend(self.store.ensure_labels([label]))
             self.known_labels.add(label)
@@ -319,93 +369,3 @@ class _Importer:
             archive = zipfile.ZipFile(item.archive)
             self._archive, self._archive_path, self._infos = archive, item.archive, archive.infolist()
         return EntryReader(archive.open(self._infos[item.index]), MAX_FILE_BYTES, self.budget)
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    """sha256 hex digest and size of a file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as src:
-        while chunk := src.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _copy_hashing(src: BinaryIO | EntryReader, dest: Path) -> tuple[str, int]:
-    """Copy a stream into a new file in chunks; returns the sha256 hex digest and size of what was written."""
-    digest, size = hashlib.sha256(), 0
-    with dest.open("wb") as out:
-        while chunk := src.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-    return digest.hexdigest(), size
-
-
-# ------------------------------------------------------------------------------------------------ staging folders
-def clean_staging(project_root: Path, *, max_age: float = STALE_SECONDS) -> list[Path]:
-    """Remove the ``.incoming-*`` staging folders that killed imports left in `project_root` (and in its ``images/``
-    folder, where older versions staged).
-
-    Other processes, and other imports of this process, may be importing into the same project, so a folder is
-    removed only when its owner is gone. Each import holds an exclusive `fcntl.flock` on the ``owner.lock`` file in
-    its folder, which the system releases when the process ends (even by ``kill -9``): a folder whose lock can be
-    taken is stale at once. Process ids are reused and ages alone would wait long after a kill, so neither is the
-    rule; only a folder without a lock file (an import starting up, an older version, no ``flock`` on this
-    system) falls back to age: it is removed after `max_age` seconds without a change in it.
-
-    Args:
-        project_root: the project folder.
-        max_age: seconds without a change after which a folder without a lock file counts as stale.
-
-    Returns:
-        The folders removed.
-    """
-    folders: list[Path] = []
-    for parent in (project_root, project_root / IMAGES_DIR):
-        try:
-            folders += sorted(p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX) and not p.is_symlink())
-        except OSError:  # no such folder yet, or unreadable: nothing to clean there
-            continue
-    return [folder for folder in folders if folder.is_dir() and _remove_if_stale(folder, max_age)]
-
-
-def _remove_if_stale(folder: Path, max_age: float) -> bool:
-    lock = folder / STAGING_LOCK
-    handle: BinaryIO | None = None
-    try:
-        if fcntl is not None and lock.exists():
-            handle = lock.open("rb")
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its import is running
-        elif time.time() - _last_change(folder) < max_age:
-            return False
-        shutil.rmtree(folder, ignore_errors=True)
-        return True
-    except OSError:
-        return False
-    finally:
-        if handle is not None:
-            handle.close()
-
-
-def _last_change(folder: Path) -> float:
-    return max([folder.lstat().st_mtime] + [entry.lstat().st_mtime for entry in folder.iterdir()])
-
-
-def _lock_staging(staging: Path) -> BinaryIO | None:
-    """Lock ``owner.lock`` in a new staging folder for as long as the returned file stays open.
-
-    The file is locked under a temporary name and then renamed, so a cleaner never finds it unlocked while its
-    import runs. None where locks are not available (the folder is then recognised as stale by age).
-    """
-    if fcntl is None:
-        return None
-    fd, temp = tempfile.mkstemp(prefix=".lock-", dir=staging)
-    handle = os.fdopen(fd, "wb")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.replace(temp, staging / STAGING_LOCK)
-    except OSError:
-        handle.close()
-        return None
-    return handle

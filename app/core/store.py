@@ -22,9 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core import annotation_rows, batch_rows, label_rows
+from app.core import annotation_rows, batch_rows, image_rows, label_rows
 from app.core.annotation_rows import NewAnnotation
 from app.core.errors import StoreError
+from app.core.image_rows import NewImage, Recorded
 from app.core.records import MIGRATIONS, SCHEMA_VERSION, Annotation, BatchItem, ImageRow, RoundRow, opt_float, to_json
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Annotation", "BatchItem", "ImageRow", "ProjectStore", "RoundRow"]
@@ -237,14 +238,17 @@ class ProjectStore:
         if rel.is_absolute() and rel.is_relative_to(self.root):
             rel = rel.relative_to(self.root)
         values = (sha256, rel.as_posix(), original_name, source, int(size_bytes), int(width), int(height), time.time())
-        sql = """INSERT INTO images (sha256, path, original_name, source, size_bytes, width, height, added_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO NOTHING"""
 
         def work(conn: sqlite3.Connection) -> int | None:
-            cursor = conn.execute(sql, values)
+            cursor = conn.execute(image_rows.INSERT, values)
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
         return self._tx(work)
+
+    def add_images(self, rows: Sequence[NewImage]) -> Recorded:
+        """Record many images, each with its import label, in one transaction (all of them, or none); a row whose
+        hash is already stored gets None and writes nothing. See `image_rows.insert`."""
+        return self._tx(lambda conn: image_rows.insert(conn, rows))
 
     def image_id_for_hash(self, sha256: str) -> int | None:
         row = self._one("SELECT id FROM images WHERE sha256 = ?", (sha256,))
