@@ -3,10 +3,10 @@ a number key labels the focused tile with that label (Shift + number: every sele
 (every tile still selected gets the page's label; deselected ones stay unlabeled), click and shift-click select.
 
 Nothing is sent until Enter (or Accept page): the labels typed on tiles and the selection go to the server in one
-step, so Undo takes the whole page back; the next page, fetched ahead, shows at once (the server's answer then
-replaces it). M (or a tile's ≈ button) shows the images most like the focused tile; on likely-wrong labels K keeps
-a label and A takes the suggestion (Shift: every selected tile). Keys are ignored while typing and while the Review
-tab is hidden.
+step, so Undo takes the whole page back; the next page, fetched ahead (its images once the page shown has its
+own), shows at once (the server's answer then replaces it). M (or a tile's ≈ button) shows the images most like
+the focused tile; on likely-wrong labels K keeps a label and A takes the suggestion (Shift: every selected tile).
+Keys are ignored while typing and while the Review tab is hidden.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ GRID_JS = r"""
     return n < 0 ? ts.length : n;
   };
 
-  // Enter shows the next page at once: its tiles came hidden with this page (.al-grid-ahead, images loaded) and
+  // Enter shows the next page at once: its tiles came hidden with this page (.al-grid-ahead) and
   // move into the grid while the server writes the labels and computes the page after. The server's answer then
   // replaces them; what was done on them meanwhile (selection, labels typed) is carried over to the same images.
   // Accept, Undo, Refresh and More like this asked for while the answer is on its way are kept and replayed in
@@ -55,12 +55,23 @@ GRID_JS = r"""
     touched(tile);
   };
   const toggle = (tile, on) => { tile.classList.toggle("al-selected", on); touched(tile); };
+  // The next page's images (``data-src``) are asked for once the page shown has all its own, not before them
+  const ask = (img) => { img.src = img.dataset.src; img.removeAttribute("data-src"); };
+  const fetchAhead = () => {
+    const own = document.querySelectorAll("#al-review-grid .al-grid img[src]");
+    if (Array.from(own).some((i) => !i.complete)) return;
+    document.querySelectorAll("#al-review-grid img[data-src]").forEach(ask);
+  };
+  const ofGrid = (e) => e.target instanceof HTMLImageElement && e.target.closest("#al-review-grid .al-grid");
+  document.addEventListener("load", (e) => { if (ofGrid(e)) fetchAhead(); }, true);
+  document.addEventListener("error", (e) => { if (ofGrid(e)) fetchAhead(); }, true);
   const swapAhead = () => {
     const g = document.querySelector("#al-review-grid .al-grid");
     const ahead = document.querySelector("#al-review-grid .al-grid-ahead");
     const next = ahead ? Array.from(ahead.children) : [];
     if (!g || !next.length) return null;
     const before = { nodes: Array.from(g.childNodes), page: g.dataset.page, count: g.dataset.count };
+    next.forEach((t) => t.querySelectorAll("img[data-src]").forEach(ask));
     g.replaceChildren(...next);
     g.dataset.page = "ahead:" + before.page;
     g.dataset.count = String(next.length);
@@ -96,6 +107,7 @@ GRID_JS = r"""
     while (!pending && held.length) held.shift()();
   };
   new MutationObserver((records) => {
+    fetchAhead();
     const p = pending;
     if (!p) { if (focus >= tiles().length) focus = 0; draw(); return; }
     const now = mark();

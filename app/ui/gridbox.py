@@ -2,8 +2,9 @@
 
 The page's script (`app.ui.grid_keys`) moves the focus ring, toggles selection and records the labels typed on
 tiles; what it sends back is read from these tiles' ``data-*`` attributes. The next page comes as whole hidden
-tiles (``.al-grid-ahead``), their images loaded: on Enter the script moves them into the grid at once, and the
-server's answer then replaces them with the page it computed.
+tiles (``.al-grid-ahead``), their images fetched (small copies, `app.ui.thumbnails`) once the page shown has its
+own: on Enter the script moves them into the grid at once, and the server's answer then replaces them with the
+page it computed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import html
 
 from app.engine.queues import Tile
-from app.ui.image_route import image_url
+from app.ui.image_route import thumb_url
+from app.ui.thumbnails import inline
 
 EMPTY = "Nothing to review here yet."
 
@@ -28,15 +30,21 @@ def _caption(tile: Tile) -> str:
     return f"{html.escape(tile.guess)} · {tile.confidence:.0%}"
 
 
-def tile_html(tile: Tile, path: str, selected: bool) -> str:
-    """One thumbnail (`path` is the image file) with its caption."""
+def tile_html(tile: Tile, path: str, selected: bool, *, later: bool = False) -> str:
+    """One thumbnail (`path` is the image file; its small copy is what the browser fetches, or the image itself
+    in the page when it is tiny, `app.ui.thumbnails.inline`) with its caption.
+
+    With `later` (a tile of the next page, hidden) the address waits in ``data-src``: the page's script asks for
+    it once the page shown has all its images, so they do not queue behind these."""
     state = " al-selected" if selected else ""
     check = ""
     if tile.suggested is not None and tile.label is not None:
         check = f' data-given="{html.escape(tile.label)}" data-suggested="{html.escape(tile.suggested)}"'
+    address = inline(path)  # a tiny image: in the page itself, nothing to fetch
+    source = "data-src" if later and address is None else "src"
     return (
         f'<div class="al-tile{state}" data-id="{tile.image_id}"{check} tabindex="-1">'
-        f'<img src="{html.escape(image_url(path))}" alt="" draggable="false" loading="eager">'
+        f'<img {source}="{html.escape(address or thumb_url(path))}" alt="" draggable="false" decoding="async">'
         f'<button class="al-tile-more" type="button" title="More like this (M)" aria-label="More like this">≈</button>'
         f'<span class="al-tile-caption">{_caption(tile)}</span><span class="al-tile-label"></span></div>'
     )
@@ -51,12 +59,13 @@ def grid_html(
     page: str = "",
 ) -> str:
     """The page `page`: `tiles` as (tile, image file), all `selected` or none, a line above it, and the next page's
-    tiles (`ahead`) hidden, their images loaded, so the page's script can show them at once."""
+    tiles (`ahead`) hidden, their images fetched once this page's are in, so the page's script can show them at
+    once."""
     mark = html.escape(page)
     if not tiles:
         return f'<div class="al-grid-empty" data-page="{mark}">{html.escape(note or EMPTY)}</div>'
     body = "".join(tile_html(t, p, selected) for t, p in tiles)
-    hidden = "".join(tile_html(t, p, selected) for t, p in ahead)
+    hidden = "".join(tile_html(t, p, selected, later=True) for t, p in ahead)
     return (
         f'<p class="al-grid-note">{html.escape(note)}</p>'
         f'<div class="al-grid" data-count="{len(tiles)}" data-page="{mark}">{body}</div>'
