@@ -11,7 +11,7 @@ Each phase runs in its own child process, so its peak resident memory (``ru_maxr
 - ``suspects``: the likely-wrong-labels check of 300 labeled images (`app.engine.suspect_cache`'s computation).
 - ``extension``: the batch's extension (`app.engine.extension.pick_extension`) over the unlabeled pool.
 
-The last three call the engine's functions on a stand-in session (`_Project`: the store's and the model's reads
+The last three call the engine's functions on a stand-in session (`StandInProject`: the store's and the model's reads
 they make), so no 1M-image project database is needed.
 
 Peak memory is reported above the process's resident memory right after importing numpy, torch and Lightning
@@ -39,6 +39,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,22 +135,22 @@ def round_phase(directory: Path, pool: int, labeled: int, strategies: list[str])
     }
 
 
-class _Project:
-    """The reads `queues.similar`, `suspect_cache` and `pick_extension` make of a session, its store and its model,
-    for a pool of cached embeddings with `labeled` images labeled (20 labels) and a model's probabilities."""
+class StandInProject:
+    """The reads `queues.similar`, `suspect_cache` and `pick_extension` make of a session, its store and its model
+    (names as `ActiveLearningSession`'s), over a cache of embeddings whose ids run on from the first one: `labels`
+    by image id, a model's probabilities of every cached image in id order (None: no model yet)."""
 
-    def __init__(self, cache: EmbeddingCache, labeled: int) -> None:
+    def __init__(
+        self, cache: EmbeddingCache, labels: dict[int, str], probs: np.ndarray | None = None, *,
+        settings: Any = None, classes: int = 20,
+    ) -> None:  # fmt: skip
         from app.core.settings import ProjectSettings
 
-        ids = cache.ids()
-        rng = np.random.default_rng(0)
-        self.cache, self.settings, self.label_names = cache, ProjectSettings(), [f"c{i}" for i in range(20)]
-        self.ids = [int(i) for i in ids]
-        lab = ids[np.sort(rng.choice(len(ids), size=labeled, replace=False))]
-        self.labels_of = {int(i): self.label_names[int(rng.integers(0, 20))] for i in lab}
+        self.cache, self.labels_of, self.probs = cache, labels, probs
+        self.settings = settings or ProjectSettings()
+        self.label_names = [f"c{i}" for i in range(classes)]
+        self.ids = [int(i) for i in cache.ids()]
         self.store = self.model = self
-        self.probs = rng.random((len(ids), 20), dtype=np.float32)  # no transient above what is kept
-        self.probs /= self.probs.sum(axis=1, keepdims=True)
 
     def image_ids(self) -> list[int]:
         return list(self.ids)
@@ -169,8 +170,19 @@ class _Project:
     def current_cache(self) -> EmbeddingCache:
         return self.cache
 
-    def probs_for(self, ids: list[int]) -> np.ndarray:
-        return self.probs[np.asarray(ids, dtype=np.int64) - int(self.ids[0])]  # the cache's ids run 0, 1, 2 ...
+    def probs_for(self, ids: list[int]) -> np.ndarray | None:
+        return None if self.probs is None else self.probs[np.asarray(ids, dtype=np.int64) - self.ids[0]]
+
+
+def _random_project(cache: EmbeddingCache, labeled: int) -> StandInProject:
+    """`labeled` images of the cache given one of 20 labels at random, and random probabilities for every image."""
+    ids = cache.ids()
+    rng = np.random.default_rng(0)
+    lab = ids[np.sort(rng.choice(len(ids), size=labeled, replace=False))]
+    labels = {int(i): f"c{int(rng.integers(0, 20))}" for i in lab}
+    probs = rng.random((len(ids), 20), dtype=np.float32)  # no transient above what is kept
+    probs /= probs.sum(axis=1, keepdims=True)
+    return StandInProject(cache, labels, probs)
 
 
 def feature_phase(phase: str, directory: Path, labeled: int) -> dict:
@@ -178,7 +190,7 @@ def feature_phase(phase: str, directory: Path, labeled: int) -> dict:
     from app.engine import queues, suspect_cache
     from app.engine.extension import pick_extension
 
-    project = _Project(EmbeddingCache(directory), labeled)
+    project = _random_project(EmbeddingCache(directory), labeled)
     base = rss_mb()  # after the stand-in's own arrays (the probabilities a model keeps anyway)
     t = time.perf_counter()
     if phase == "similar":

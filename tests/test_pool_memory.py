@@ -24,6 +24,7 @@ from app.engine import finetuning, label_check, queues, suspect_cache
 from app.engine.embedding_cache import EmbeddingCache
 from app.engine.extension import pick_extension, rows_of
 from app.engine.pool_scoring import torch_dense
+from benchmarks.memory import StandInProject
 from lit_models.train import predict_proba, train_head
 
 BIG, BIG_DIM = 100_000, 256  # 51 MB of float16 on disk, 102 MB as a float32 copy
@@ -50,43 +51,13 @@ def write_cache(directory: Path, n: int, dim: int, first_id: int = 1) -> tuple[E
     return EmbeddingCache(directory), y  # a fresh one: nothing of the writes kept
 
 
-class Project:
-    """The reads the features make of a session, its store and its model (names as `ActiveLearningSession`'s)."""
-
-    def __init__(self, cache: EmbeddingCache, labels: dict[int, str], probs: np.ndarray | None = None) -> None:
-        self.cache, self.labels_of, self.probs = cache, labels, probs
-        self.settings = ProjectSettings(strategy="margin_diverse", batch_size=10, audit_share=0.1, max_epochs=5)
-        self.label_names = [f"c{i}" for i in range(CLASSES)]
-        self.ids = [int(i) for i in cache.ids()]
-        self.store = self.model = self
-
-    def image_ids(self) -> list[int]:
-        return list(self.ids)
-
-    def labels(self) -> list[str]:
-        return list(self.label_names)
-
-    def current_labels(self) -> dict[int, str]:
-        return dict(self.labels_of)
-
-    def current_round(self) -> int:
-        return 1
-
-    def batch(self) -> list:
-        return []
-
-    def current_cache(self) -> EmbeddingCache:
-        return self.cache
-
-    def probs_for(self, ids: list[int]) -> np.ndarray | None:
-        return None if self.probs is None else self.probs[np.asarray(ids, dtype=np.int64) - self.ids[0]]
-
-
-def labeled_project(cache: EmbeddingCache, y: np.ndarray, n_labeled: int, seed: int = 0, **kw: Any) -> Project:
+def labeled_project(cache: EmbeddingCache, y: np.ndarray, n_labeled: int, seed: int = 0, **kw: Any) -> StandInProject:
     rng = np.random.default_rng(seed)
     ids = cache.ids()
     chosen = np.sort(rng.choice(len(ids), size=n_labeled, replace=False))
-    return Project(cache, {int(ids[r]): f"c{int(y[r])}" for r in chosen}, **kw)
+    settings = ProjectSettings(strategy="margin_diverse", batch_size=10, audit_share=0.1, max_epochs=5)
+    labels = {int(ids[r]): f"c{int(y[r])}" for r in chosen}
+    return StandInProject(cache, labels, settings=settings, classes=CLASSES, **kw)
 
 
 def traced_peak(fn: Callable[[], Any]) -> tuple[Any, int]:
@@ -192,7 +163,7 @@ def test_the_suspects_of_a_big_pool_make_no_float32_copy(big) -> None:
 
 
 # ------------------------------------------------------------------------------------------- Batch extension
-def reference_extension(project: Project, pool: list[int]) -> list[tuple[int, str]]:
+def reference_extension(project: StandInProject, pool: list[int]) -> list[tuple[int, str]]:
     """`pick_extension` computed on float32 copies of the pool's and the labeled images' vectors."""
     from app.core.audit import AUDIT, audit_count, draw_audit, place_audit
 
