@@ -150,13 +150,19 @@ def test_model_state_scores_the_rest_of_the_pool_on_demand_and_when_completed(tm
     assert model.complete_probs() is False  # nothing left to score
 
 
-def test_completion_of_a_replaced_model_keeps_the_newer_model(tmp_path, monkeypatch):
+def _two_partial_models(tmp_path):
+    """Two models of rounds that scored only their candidates, and a model state on the first."""
     data = _data(seed=3)
     old, new = (_round(replace(data, seed=s), candidates=300).fitted for s in (3, 4))
     ids = data.ids.tolist()
     model = ModelState(tmp_path, ProjectSettings(), SimpleNamespace(image_ids=lambda: ids))
     model.cache.add(ids, np.asarray(data.x, dtype=np.float32))
     model.set_current(old)
+    return old, new, model
+
+
+def test_completion_of_a_replaced_model_keeps_the_newer_model(tmp_path, monkeypatch):
+    old, new, model = _two_partial_models(tmp_path)
 
     def swap_then_score(head, x, *args, **kw):  # a round finishes while the old model's pool is being scored
         if head is old.head:
@@ -166,16 +172,12 @@ def test_completion_of_a_replaced_model_keeps_the_newer_model(tmp_path, monkeypa
     monkeypatch.setattr(model_state, "pool_probs", swap_then_score)
     assert model.complete_probs() is True  # the old model's probabilities dropped, the new model's scored
     assert model.fitted.head is new.head and not model.fitted.partial
+    ids = model.cache.ids().tolist()
     np.testing.assert_allclose(model.fitted.probs, pool_probs(new.head, model.cache.matrix(ids)), atol=1e-5)
 
 
 def test_completion_goes_on_to_a_newer_model_that_came_once_the_old_one_was_scored(tmp_path):
-    data = _data(seed=3)
-    old, new = (_round(replace(data, seed=s), candidates=300).fitted for s in (3, 4))
-    ids = data.ids.tolist()
-    model = ModelState(tmp_path, ProjectSettings(), SimpleNamespace(image_ids=lambda: ids))
-    model.cache.add(ids, np.asarray(data.x, dtype=np.float32))
-    model.set_current(old)
+    old, new, model = _two_partial_models(tmp_path)
     real = model._lock
 
     class NewRoundOnceOldIsWhole:  # a round ends just after the old model's pool was stored
